@@ -1,0 +1,150 @@
+"""The message registry: wire JSON to the right model, by (type, version), through upcasters."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from messages.base import METADATA_FIELDS, Command, Event, Message
+
+MT = TypeVar("MT", bound=type[Message])
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class InvalidMessage(ValueError):
+    """The message cannot be decoded: not JSON, wrong shape, or fails its schema."""
+
+
+class UnknownMessageType(InvalidMessage):
+    """No model is registered for the message's type (or its version is newer than ours)."""
+
+
+class Registry:
+    """Known message types, their current version and the upcasters of older versions."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, type[Message]] = {}
+        self._upcasters: dict[tuple[str, int], Upcaster] = {}
+
+    def register(self, cls: MT) -> MT:
+        name = cls.type_name()
+        if name in self._types and self._types[name] is not cls:
+            raise ValueError(f"message type {name!r} registered twice")
+        self._types[name] = cls
+        return cls
+
+    def add_upcaster(self, type_name: str, from_version: int, fn: Upcaster) -> None:
+        key = (type_name, from_version)
+        if key in self._upcasters:
+            raise ValueError(f"upcaster {type_name} v{from_version} registered twice")
+        self._upcasters[key] = fn
+
+    def get(self, type_name: str) -> type[Message]:
+        try:
+            return self._types[type_name]
+        except KeyError:
+            raise UnknownMessageType(f"unknown message type {type_name!r}") from None
+
+    def types(self) -> Mapping[str, type[Message]]:
+        return dict(self._types)
+
+    def commands(self) -> list[type[Command]]:
+        return [t for t in self._types.values() if issubclass(t, Command)]
+
+    def events(self) -> list[type[Event]]:
+        return [t for t in self._types.values() if issubclass(t, Event)]
+
+    def check(self) -> None:
+        """Refuse a registry in which an old version of a type cannot reach the current one."""
+        for name, cls in self._types.items():
+            missing = [v for v in range(1, cls.VERSION) if (name, v) not in self._upcasters]
+            if missing:
+                raise ValueError(f"{name} v{cls.VERSION}: no upcaster from version(s) {missing}")
+        for name, version in self._upcasters:
+            cls = self._types.get(name)
+            if cls is None or version >= cls.VERSION:
+                raise ValueError(f"upcaster {name} v{version} has no newer model to reach")
+
+    def upcast(self, type_name: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
+        cls = self.get(type_name)
+        if version > cls.VERSION:
+            raise UnknownMessageType(f"{type_name} v{version} is newer than v{cls.VERSION}")
+        while version < cls.VERSION:
+            fn = self._upcasters.get((type_name, version))
+            if fn is None:
+                raise UnknownMessageType(f"no upcaster for {type_name} v{version}")
+            data = fn(dict(data))
+            version += 1
+        return data
+
+    def decode(self, wire: str | bytes | Mapping[str, Any]) -> Message:
+        doc = _load(wire)
+        type_name, version, data = doc.get("type"), doc.get("version", 1), doc.get("data", {})
+        if not isinstance(type_name, str) or not isinstance(version, int):
+            raise InvalidMessage("message needs a string 'type' and an integer 'version'")
+        if not isinstance(data, dict):
+            raise InvalidMessage("message 'data' must be an object")
+        unexpected = set(doc) - METADATA_FIELDS - {"type", "version", "data"}
+        if unexpected:
+            raise InvalidMessage(f"unexpected top-level keys: {sorted(unexpected)}")
+        cls = self.get(type_name)
+        fields = self.upcast(type_name, version, data)
+        meta = {k: v for k, v in doc.items() if k in METADATA_FIELDS and v is not None}
+        clash = set(fields) & METADATA_FIELDS
+        if clash:
+            raise InvalidMessage(f"metadata keys inside 'data': {sorted(clash)}")
+        try:
+            return cls.model_validate({**fields, **meta})
+        except ValidationError as exc:
+            raise InvalidMessage(_summarize(type_name, exc)) from None
+
+
+def _load(wire: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(wire, Mapping):
+        return dict(wire)
+    try:
+        doc = json.loads(wire)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidMessage(f"message is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidMessage("message must be a JSON object")
+    return doc
+
+
+def _summarize(type_name: str, exc: ValidationError) -> str:
+    parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
+    return f"{type_name} failed validation: " + "; ".join(parts)
+
+
+def encode(message: Message) -> dict[str, Any]:
+    """The wire document of ``message`` (JSON-compatible)."""
+    doc: dict[str, Any] = {
+        "type": message.type_name(),
+        "version": message.VERSION,
+        "message_id": str(message.message_id),
+        "correlation_id": str(message.correlation),
+        "causation_id": str(message.causation_id) if message.causation_id else None,
+        "occurred_at": message.occurred_at.isoformat().replace("+00:00", "Z"),
+        "data": message.data(),
+    }
+    if isinstance(message, Event) and message.stream_id is not None:
+        doc["stream_id"] = message.stream_id
+        doc["stream_version"] = message.stream_version
+    return doc
+
+
+registry = Registry()
+decode = registry.decode
+
+
+def upcaster(type_name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+    """Register ``fn`` to turn ``type_name`` data at ``from_version`` into the next version."""
+
+    def register(fn: Upcaster) -> Upcaster:
+        registry.add_upcaster(type_name, from_version, fn)
+        return fn
+
+    return register

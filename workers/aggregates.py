@@ -1,0 +1,48 @@
+"""Aggregates: state rebuilt from a stream's events, deciding new events under business rules."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Self
+
+from messages import Event
+from readstore.eventlog import Commit
+
+
+class Aggregate:
+    """A consistency boundary. ``when_<EventType>`` methods evolve state; deciding methods
+    check the rules and ``record`` new events."""
+
+    #: Prefix of this aggregate's stream ids (``order`` → ``order-<id>``).
+    stream_type: ClassVar[str]
+
+    def __init__(self, stream_id: str) -> None:
+        self.stream_id = stream_id
+        self.version = 0
+        self.changes: list[Event] = []
+        #: The commits of this stream by the id of the command that made them.
+        self.commits_by_command: dict[str, Commit] = {}
+
+    @classmethod
+    def from_commits(cls, stream_id: str, commits: list[Commit]) -> Self:
+        aggregate = cls(stream_id)
+        for commit in commits:
+            for event in commit.events:
+                aggregate.mutate(event)
+            aggregate.version = commit.version
+            if commit.command_id:
+                aggregate.commits_by_command[commit.command_id] = commit
+        return aggregate
+
+    @property
+    def exists(self) -> bool:
+        return self.version > 0
+
+    def record(self, event: Event) -> None:
+        self.mutate(event)
+        self.changes.append(event)
+
+    def mutate(self, event: Event) -> None:
+        handler = getattr(self, f"when_{event.type_name()}", None)
+        if handler is None:
+            raise TypeError(f"{type(self).__name__} cannot apply {event.type_name()}")
+        handler(event)

@@ -1,0 +1,132 @@
+"""The broker factory and the actor registry: actors are declared once, bound to any broker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Middleware,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
+
+from messages import Message, decode
+from messages.registry import InvalidMessage
+from workers.errors import InvalidMessageError, PermanentError
+from workers.middleware import LogContext
+from workers.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., None])
+
+#: Every actor the project declares, in declaration order.
+ACTORS: list[dramatiq.Actor[Any, Any]] = []
+#: Each actor's queue name as declared, before any prefix.
+BASE_QUEUES: dict[str, str] = {}
+#: Extra middleware factories contributed by other modules (e.g. the dead-letter store).
+MIDDLEWARE_FACTORIES: list[Callable[[Settings], Middleware]] = []
+
+# Actors are declared against this placeholder at import time and re-bound by ``bind()``.
+_DECLARATION_BROKER = StubBroker()
+_queue_prefix = ""
+
+
+def queue_name(base: str) -> str:
+    """The real name of queue ``base`` in this process (prefixed, e.g. to isolate tests)."""
+    return _queue_prefix + base
+
+
+def middleware(settings: Settings) -> list[Middleware]:
+    return [
+        AgeLimit(),
+        TimeLimit(),
+        ShutdownNotifications(),
+        Callbacks(),
+        Pipelines(),
+        Retries(
+            max_retries=settings.max_retries,
+            min_backoff=settings.min_backoff_ms,
+            max_backoff=settings.max_backoff_ms,
+        ),
+        CurrentMessage(),
+        LogContext(),
+        *(factory(settings) for factory in MIDDLEWARE_FACTORIES),
+    ]
+
+
+def rabbitmq_broker(settings: Settings) -> RabbitmqBroker:
+    """RabbitMQ at ``SAGAWORKS_AMQP_URL``, with publisher confirms (no silent loss)."""
+    return RabbitmqBroker(
+        url=settings.amqp(), confirm_delivery=True, middleware=middleware(settings)
+    )
+
+
+def stub_broker(settings: Settings) -> StubBroker:
+    """The in-process broker, for unit tests and the embedded demo."""
+    broker = StubBroker(middleware=middleware(settings))
+    broker.emit_after("process_boot")
+    return broker
+
+
+def make_broker(settings: Settings) -> dramatiq.Broker:
+    return rabbitmq_broker(settings) if settings.amqp_url else stub_broker(settings)
+
+
+def bind(broker: dramatiq.Broker, queue_prefix: str = "") -> dramatiq.Broker:
+    """Make ``broker`` the global broker and declare every actor on it.
+
+    ``queue_prefix`` is put before every queue name: separate deployments (or tests) can
+    share one RabbitMQ virtual host without sharing queues.
+    """
+    global _queue_prefix  # noqa: PLW0603 -- one broker binding per process, Dramatiq style
+    _queue_prefix = queue_prefix
+    dramatiq.set_broker(broker)
+    for actor in ACTORS:
+        actor.queue_name = queue_prefix + BASE_QUEUES[actor.actor_name]
+        actor.broker = broker
+        broker.declare_actor(actor)
+    return broker
+
+
+def message_actor(queue_name: str, **options: Any) -> Callable[[Callable[[Any], None]], Any]:
+    """Declare an actor whose single argument is a domain message (decoded and validated).
+
+    A malformed call (wrong arguments, undecodable message) is a permanent failure: no
+    retries, straight to the dead letters with the reason.
+    """
+
+    def declare(fn: Callable[[Any], None]) -> dramatiq.Actor[Any, Any]:
+        def run(*args: Any, **kwargs: Any) -> None:
+            fn(decode_argument(args, kwargs))
+
+        run.__name__ = run.__qualname__ = fn.__name__
+        run.__doc__ = fn.__doc__
+        options.setdefault("throws", (PermanentError,))
+        actor = dramatiq.actor(
+            run, queue_name=queue_name, broker=_DECLARATION_BROKER, **options
+        )
+        ACTORS.append(actor)
+        BASE_QUEUES[actor.actor_name] = queue_name
+        return actor
+
+    return declare
+
+
+def decode_argument(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Message:
+    if len(args) != 1 or kwargs:
+        raise InvalidMessageError(
+            f"expected exactly one argument (the message), got {len(args)} positional "
+            f"and {len(kwargs)} keyword"
+        )
+    try:
+        return decode(args[0])
+    except InvalidMessage as exc:
+        raise InvalidMessageError(str(exc)) from None

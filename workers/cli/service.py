@@ -1,0 +1,126 @@
+"""Sub-commands that run the service: ``worker``, ``relay``, ``publish``, ``demo``, ``bench``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from datetime import timedelta
+from typing import Any
+
+from messages import Command, registry
+from workers.cli.output import add_json_flag, emit, fields
+from workers.runtime import Runtime, boot
+from workers.settings import Settings
+
+
+def register(subparsers: Any) -> None:
+    worker = subparsers.add_parser("worker", help="run the actors on RabbitMQ (Dramatiq workers)")
+    worker.add_argument("--queues", nargs="+", metavar="Q", help="only these queues")
+    worker.add_argument("--processes", type=int, default=2, help="worker processes (default 2)")
+    worker.add_argument("--threads", type=int, default=8, help="threads per process (default 8)")
+    worker.set_defaults(func=run_worker)
+
+    relay = subparsers.add_parser("relay", help="re-send commits left undispatched (the outbox)")
+    relay.add_argument("--once", action="store_true", help="one pass, then exit")
+    add_json_flag(relay)
+    relay.set_defaults(func=run_relay)
+
+    publish = subparsers.add_parser("publish", help="publish a command (or event) by type")
+    publish.add_argument("type", help="message type, e.g. PlaceOrder")
+    publish.add_argument("--data", required=True, help="the message's data as a JSON object")
+    publish.add_argument(
+        "--wait", type=float, default=10.0, help="seconds to wait for the commit (0: don't)"
+    )
+    add_json_flag(publish)
+    publish.set_defaults(func=run_publish)
+
+    demo = subparsers.add_parser("demo", help="run the whole service in one process, end to end")
+    demo.add_argument("--orders", type=int, default=200, help="orders to place (default 200)")
+    demo.add_argument("--customers", type=int, default=20, help="customers (default 20)")
+    demo.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
+    add_json_flag(demo)
+    demo.set_defaults(func=run_demo)
+
+    bench = subparsers.add_parser("bench", help="measure throughput on the real RabbitMQ")
+    bench.add_argument("--commands", type=int, default=1000, help="commands per run (default 1000)")
+    bench.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
+    add_json_flag(bench)
+    bench.set_defaults(func=run_bench)
+
+
+def connect(settings: Settings | None = None) -> Runtime:
+    """Boot against the configured servers; both URLs are required outside the demo."""
+    settings = settings or Settings()
+    if not settings.amqp_url:
+        raise RuntimeError("set SAGAWORKS_AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672/)")
+    return boot(settings, embedded_ok=False)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from dramatiq.cli import main as dramatiq_main  # noqa: PLC0415 -- only this command needs it
+    from dramatiq.cli import make_argument_parser  # noqa: PLC0415
+
+    settings = Settings()
+    if not settings.amqp_url or not settings.mongodb_url:
+        raise RuntimeError("a worker needs SAGAWORKS_AMQP_URL and SAGAWORKS_MONGODB_URL")
+    argv = ["workers.app", "--processes", str(args.processes), "--threads", str(args.threads)]
+    if args.queues:
+        argv += ["--queues", *(settings.queue_prefix + q for q in args.queues)]
+    return int(dramatiq_main(make_argument_parser().parse_args(argv)) or 0)
+
+
+def run_relay(args: argparse.Namespace) -> int:
+    from workers.eventstore import EventStore  # noqa: PLC0415 -- after boot
+    from workers.outbox import Relay  # noqa: PLC0415
+
+    runtime = connect()
+    relay = Relay(EventStore(), timedelta(seconds=runtime.settings.relay_grace_seconds))
+    if args.once:
+        sent = relay.run_once()
+        emit(args, {"redispatched": sent}, lambda d: f"re-sent {d['redispatched']} commit(s)")
+        return 0
+    stop = threading.Event()
+    try:
+        relay.run_forever(runtime.settings.relay_interval_seconds, stop)
+    finally:
+        runtime.close()
+    return 0
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    from workers.publishing import publish  # noqa: PLC0415 -- after boot
+
+    try:
+        data = json.loads(args.data)
+    except ValueError as exc:
+        raise ValueError(f"--data is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("--data must be a JSON object")
+    message = registry.get(args.type).model_validate(data)
+    runtime = connect()
+    try:
+        receipt = publish(message)
+        token = receipt.wait(args.wait) if args.wait > 0 and isinstance(message, Command) else None
+    finally:
+        runtime.close()
+    result = {"message_id": receipt.message_id, "token": str(token) if token else None}
+    emit(args, result, lambda d: fields([("message id", d["message_id"]),
+                                         ("token", d["token"] or "(not committed yet)")]))
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from workers.demo import run  # noqa: PLC0415 -- heavy imports only for this command
+
+    summary = run(orders=args.orders, customers=args.customers, threads=args.threads)
+    emit(args, summary, lambda s: s.pop("_text", "") or json.dumps(s))
+    return 0 if summary.get("consistent") else 1
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from workers.bench import run  # noqa: PLC0415 -- heavy imports only for this command
+
+    report = run(commands=args.commands, threads=args.threads)
+    emit(args, report, lambda r: r.pop("_text", "") or json.dumps(r))
+    return 0

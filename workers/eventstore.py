@@ -1,0 +1,122 @@
+"""The MongoDB event store: one document per command ("commit"), appended atomically.
+
+A commit's ``_id`` is ``<stream>@<first version>``: two writers appending at the same
+expected version collide on it, and exactly one wins. ``(stream_id, command_id)`` is unique,
+so a command delivered again after its commit succeeded cannot commit twice. Commits start
+undispatched (the outbox); the relay re-sends any that stay so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from pymongo import ASCENDING
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from messages import Command, Event, encode
+from readstore.db import Document, get_database
+from readstore.eventlog import Commit, commit_id, commits, read_commits, stream_range
+from workers.errors import ConcurrencyError
+
+
+class DuplicateCommand(Exception):  # noqa: N818 -- an outcome, not a failure
+    """The command was committed before; ``commit`` is what it produced."""
+
+    def __init__(self, commit: Commit) -> None:
+        super().__init__(commit.id)
+        self.commit = commit
+
+
+class EventStore:
+    def __init__(self, database: Database[Document] | None = None) -> None:
+        self.database = database if database is not None else get_database()
+        self.commits = commits(self.database)
+
+    def ensure_indexes(self) -> None:
+        self.commits.create_index(
+            [("stream_id", ASCENDING), ("command_id", ASCENDING)],
+            unique=True,
+            partialFilterExpression={"command_id": {"$type": "string"}},
+            name="command_once",
+        )
+        self.commits.create_index(
+            [("committed_at", ASCENDING)],
+            partialFilterExpression={"dispatched": False},
+            name="outbox",
+        )
+
+    def load(self, stream_id: str, after_version: int = 0) -> list[Commit]:
+        return read_commits(self.database, stream_id, after_version)
+
+    def append(
+        self,
+        stream_id: str,
+        expected_version: int,
+        events: Sequence[Event],
+        command: Command | None = None,
+    ) -> Commit:
+        """Store ``events`` as one commit after ``expected_version``; one round trip."""
+        if not events:
+            raise ValueError("a commit needs at least one event")
+        first = expected_version + 1
+        doc: Document = {
+            "_id": commit_id(stream_id, first),
+            "stream_id": stream_id,
+            "version_from": first,
+            "version": expected_version + len(events),
+            "events": [_stored(e) for e in events],
+            "committed_at": datetime.now(UTC),
+            "dispatched": False,
+        }
+        if command is not None:
+            doc["command_id"] = str(command.message_id)
+            doc["correlation_id"] = str(command.correlation)
+        try:
+            self.commits.insert_one(doc)
+        except DuplicateKeyError:
+            self._raise_conflict(stream_id, expected_version, command)
+        return Commit.from_document(doc)
+
+    def _raise_conflict(self, stream_id: str, expected: int, command: Command | None) -> None:
+        existing = self.commit_for(stream_id, command) if command else None
+        if existing is not None:
+            raise DuplicateCommand(existing)
+        raise ConcurrencyError(f"{stream_id} moved past version {expected}")
+
+    def commit_for(self, stream_id: str, command: Command | str) -> Commit | None:
+        """The commit ``command`` produced on ``stream_id``, if it was committed."""
+        command_id = command if isinstance(command, str) else str(command.message_id)
+        doc = self.commits.find_one(
+            {"_id": stream_range(stream_id), "stream_id": stream_id, "command_id": command_id}
+        )
+        return Commit.from_document(doc) if doc else None
+
+    def mark_dispatched(self, commit_ids: Sequence[str]) -> None:
+        if len(commit_ids) == 1:
+            self.commits.update_one({"_id": commit_ids[0]}, {"$set": {"dispatched": True}})
+        elif commit_ids:
+            self.commits.update_many(
+                {"_id": {"$in": list(commit_ids)}}, {"$set": {"dispatched": True}}
+            )
+
+    def undispatched(self, older_than: timedelta, limit: int = 500) -> list[Commit]:
+        """Commits left undispatched for longer than ``older_than`` (the relay's work)."""
+        cutoff = datetime.now(UTC) - older_than
+        cursor = (
+            self.commits.find({"dispatched": False, "committed_at": {"$lte": cutoff}})
+            .sort("committed_at", ASCENDING)
+            .limit(limit)
+        )
+        return [Commit.from_document(doc) for doc in cursor]
+
+    def count_undispatched(self) -> int:
+        return self.commits.count_documents({"dispatched": False})
+
+
+def _stored(event: Event) -> Document:
+    wire = encode(event)
+    wire.pop("stream_id", None)
+    wire.pop("stream_version", None)
+    return wire

@@ -1,0 +1,80 @@
+"""Booting a process: logging, MongoDB, the broker, every actor bound and every index made."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+import dramatiq
+import structlog
+from pymongo.database import Database
+
+from readstore.db import Document, configure_database, get_database, set_database
+from workers.broker import bind, make_broker
+from workers.embedded import EmbeddedMongo
+from workers.eventstore import EventStore
+from workers.logs import configure_logging
+from workers.settings import Settings
+
+log = structlog.get_logger("sagaworks.runtime")
+
+#: Modules that declare actors; importing them registers the actors and their subscriptions.
+ACTOR_MODULES = [
+    "workers.customers",
+    "workers.orders",
+    "workers.projections",
+]
+
+
+def load_actor_modules() -> None:
+    for name in ACTOR_MODULES:
+        importlib.import_module(name)
+
+
+def ensure_indexes(database: Database[Document] | None = None) -> None:
+    from workers.projections import PROJECTIONS  # noqa: PLC0415 -- after the actor modules
+
+    EventStore(database).ensure_indexes()
+    for projection, _ in PROJECTIONS.values():
+        projection(database).indexes()
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    broker: dramatiq.Broker
+    embedded: EmbeddedMongo | None = field(default=None)
+
+    def close(self) -> None:
+        self.broker.close()
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
+def boot(
+    settings: Settings | None = None,
+    *,
+    broker: dramatiq.Broker | None = None,
+    database: Database[Document] | None = None,
+    logging: bool = True,
+    embedded_ok: bool = True,
+) -> Runtime:
+    """Make this process ready to send and handle messages."""
+    settings = settings or Settings()
+    if logging:
+        configure_logging(settings.log_level, settings.log_format)
+    load_actor_modules()
+    embedded = None
+    if database is not None:
+        set_database(database)
+    elif settings.mongodb():
+        configure_database(settings.mongodb() or "", settings.mongodb_db)
+    elif embedded_ok:
+        embedded = EmbeddedMongo.start()
+        configure_database(embedded.url, settings.mongodb_db)
+    else:
+        raise RuntimeError("set SAGAWORKS_MONGODB_URL: this process must share its MongoDB")
+    ensure_indexes(get_database())
+    runtime = Runtime(settings, bind(broker or make_broker(settings), settings.queue_prefix), embedded)
+    log.info("runtime.booted", **settings.describe())
+    return runtime

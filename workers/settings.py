@@ -1,0 +1,53 @@
+"""Settings, from the environment (``SAGAWORKS_*``) or a ``.env`` file."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from readstore.db import redact_url
+
+
+class Settings(BaseSettings):
+    """Everything configurable. URLs are secrets: they print redacted."""
+
+    model_config = SettingsConfigDict(env_prefix="SAGAWORKS_", env_file=".env", extra="ignore")
+
+    #: RabbitMQ; unset means the in-process broker (the demo only).
+    amqp_url: SecretStr | None = None
+    #: MongoDB; unset means an embedded SecantusDB server started for the process.
+    mongodb_url: SecretStr | None = None
+    mongodb_db: str = "sagaworks"
+    #: Put before every queue name, so deployments (or tests) can share a virtual host.
+    queue_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
+
+    max_retries: int = Field(default=8, ge=0)
+    min_backoff_ms: int = Field(default=200, ge=0)
+    max_backoff_ms: int = Field(default=30_000, ge=0)
+    #: Largest message body accepted; larger ones are dead-lettered unread.
+    max_message_bytes: int = Field(default=1024 * 1024, gt=0)
+    #: Times a command re-reads and re-decides on a version conflict before a Dramatiq retry.
+    concurrency_attempts: int = Field(default=5, ge=1)
+
+    #: A commit undispatched for this long is re-sent by the relay.
+    relay_grace_seconds: float = Field(default=5.0, ge=0)
+    relay_interval_seconds: float = Field(default=1.0, gt=0)
+
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+
+    def amqp(self) -> str | None:
+        return self.amqp_url.get_secret_value() if self.amqp_url else None
+
+    def mongodb(self) -> str | None:
+        return self.mongodb_url.get_secret_value() if self.mongodb_url else None
+
+    def describe(self) -> dict[str, str]:
+        """Where this process connects, with credentials redacted."""
+        return {
+            "amqp": redact_url(self.amqp()) if self.amqp_url else "in-process broker",
+            "mongodb": redact_url(self.mongodb()) if self.mongodb_url else "embedded SecantusDB",
+            "database": self.mongodb_db,
+        }
