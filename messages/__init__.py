@@ -24,6 +24,6 @@ __all__ = [
 ]
 
 # The domain's contracts register themselves on import.
-from messages import customers, orders  # noqa: E402
+from messages import customers, orders
 
 __all__ += ["customers", "orders"]

@@ -46,8 +46,7 @@ class Message(BaseModel):
 
     def data(self) -> dict[str, Any]:
         """The domain fields, as JSON-compatible values."""
-        dumped = self.model_dump(mode="json", exclude=set(METADATA_FIELDS))
-        return dumped
+        return self.model_dump(mode="json", exclude=set(METADATA_FIELDS))
 
     @property
     def correlation(self) -> UUID:

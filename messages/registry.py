@@ -64,8 +64,8 @@ class Registry:
             if missing:
                 raise ValueError(f"{name} v{cls.VERSION}: no upcaster from version(s) {missing}")
         for name, version in self._upcasters:
-            cls = self._types.get(name)
-            if cls is None or version >= cls.VERSION:
+            target = self._types.get(name)
+            if target is None or version >= target.VERSION:
                 raise ValueError(f"upcaster {name} v{version} has no newer model to reach")
 
     def upcast(self, type_name: str, version: int, data: dict[str, Any]) -> dict[str, Any]:
@@ -90,14 +90,14 @@ class Registry:
         unexpected = set(doc) - METADATA_FIELDS - {"type", "version", "data"}
         if unexpected:
             raise InvalidMessage(f"unexpected top-level keys: {sorted(unexpected)}")
-        cls = self.get(type_name)
+        model = self.get(type_name)
         fields = self.upcast(type_name, version, data)
         meta = {k: v for k, v in doc.items() if k in METADATA_FIELDS and v is not None}
         clash = set(fields) & METADATA_FIELDS
         if clash:
             raise InvalidMessage(f"metadata keys inside 'data': {sorted(clash)}")
         try:
-            return cls.model_validate({**fields, **meta})
+            return model.model_validate({**fields, **meta})
         except ValidationError as exc:
             raise InvalidMessage(_summarize(type_name, exc)) from None
 

@@ -141,4 +141,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "rabbitmq_broker" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.rabbitmq)
-

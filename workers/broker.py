@@ -110,9 +110,8 @@ def message_actor(queue_name: str, **options: Any) -> Callable[[Callable[[Any], 
         run.__name__ = run.__qualname__ = fn.__name__
         run.__doc__ = fn.__doc__
         options.setdefault("throws", (PermanentError,))
-        actor = dramatiq.actor(
-            run, queue_name=queue_name, broker=_DECLARATION_BROKER, **options
-        )
+        decorator = dramatiq.actor(queue_name=queue_name, broker=_DECLARATION_BROKER, **options)
+        actor: dramatiq.Actor[Any, Any] = decorator(run)
         ACTORS.append(actor)
         BASE_QUEUES[actor.actor_name] = queue_name
         return actor

@@ -100,7 +100,7 @@ def _finish(store: EventStore, commit: Commit, duplicate: bool = False) -> Comma
 
 def handle(message: Any, context: str, attempts: int = 5) -> CommandResult:
     """The body of a context's command actor: check the message belongs here, run it, log it."""
-    if not isinstance(message, Command) or message.CONTEXT != context:
+    if not isinstance(message, Command) or context != message.CONTEXT:
         raise InvalidMessageError(f"{message.type_name()} is not a command of {context!r}")
     result = execute(message, EventStore(), attempts)
     log.info(

@@ -35,7 +35,7 @@ class Customer(Aggregate):
             )
         )
 
-    def when_CustomerRegistered(self, event: CustomerRegistered) -> None:  # noqa: N802
+    def when_CustomerRegistered(self, event: CustomerRegistered) -> None:
         self.name = event.name
         self.payment_limit = event.payment_limit
 

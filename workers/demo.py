@@ -55,10 +55,16 @@ def random_order(rng: random.Random, customer_id: uuid.UUID) -> PlaceOrder:
         OrderLine(sku=sku, quantity=rng.randint(1, 3), unit_price=price)
         for sku, price in rng.sample(CATALOG, rng.randint(1, 3))
     )
-    address = Address(name="Demo Customer", street="1 Main St", city="Springfield",
-                      postal_code="12345", country="US")
-    return PlaceOrder(order_id=uuid.uuid4(), customer_id=customer_id, lines=lines,
-                      shipping_address=address)
+    address = Address(
+        name="Demo Customer",
+        street="1 Main St",
+        city="Springfield",
+        postal_code="12345",
+        country="US",
+    )
+    return PlaceOrder(
+        order_id=uuid.uuid4(), customer_id=customer_id, lines=lines, shipping_address=address
+    )
 
 
 def run(orders: int, customers: int, threads: int, seed: int = 7) -> dict[str, Any]:
@@ -86,8 +92,10 @@ def _workload(orders: int, customers: int, seed: int, settings: Settings) -> dic
     summaries = db[OrderSummaries.collection_name]
     started = time.monotonic()
     people = [uuid.uuid4() for _ in range(customers)]
-    receipts = [publish(RegisterCustomer(customer_id=c, name=f"Customer {i}",
-                                         email=f"c{i}@example.com")) for i, c in enumerate(people)]
+    receipts = [
+        publish(RegisterCustomer(customer_id=c, name=f"Customer {i}", email=f"c{i}@example.com"))
+        for i, c in enumerate(people)
+    ]
     for receipt in receipts:
         receipt.wait(30)
     placed = [random_order(rng, rng.choice(people)) for _ in range(orders)]
@@ -99,9 +107,12 @@ def _workload(orders: int, customers: int, seed: int, settings: Settings) -> dic
             publish(CancelOrder(order_id=command.order_id, reason="changed my mind"))
         else:
             publish(ConfirmOrder(order_id=command.order_id))
-    finished = wait_for("orders finished",
-                        lambda: summaries.count_documents({"status": {"$in": ["confirmed", "cancelled"]}}),
-                        orders, 120)
+    finished = wait_for(
+        "orders finished",
+        lambda: summaries.count_documents({"status": {"$in": ["confirmed", "cancelled"]}}),
+        orders,
+        120,
+    )
     elapsed = time.monotonic() - started
     report = verify_read_models(db)
     commands = customers + 2 * orders

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
@@ -38,8 +39,19 @@ class EmbeddedMongo:
             ) from None
         port = free_port()
         process = subprocess.Popen(
-            [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
-             "--storage-path", ":memory:", "--log-level", "WARNING"],
+            [
+                sys.executable,
+                "-m",
+                "secantus",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--storage-path",
+                ":memory:",
+                "--log-level",
+                "WARNING",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -55,6 +67,7 @@ class EmbeddedMongo:
             if self.process.poll() is not None:
                 raise RuntimeError(f"embedded SecantusDB exited with {self.process.returncode}")
             with contextlib.suppress(PyMongoError):
+                client: MongoClient[dict[str, Any]]
                 with MongoClient(self.url, serverSelectionTimeoutMS=300) as client:
                     client.admin.command("ping")
                 return

@@ -21,7 +21,7 @@ from readstore.eventlog import Commit, commit_id, commits, read_commits, stream_
 from workers.errors import ConcurrencyError
 
 
-class DuplicateCommand(Exception):  # noqa: N818 -- an outcome, not a failure
+class DuplicateCommand(Exception):
     """The command was committed before; ``commit`` is what it produced."""
 
     def __init__(self, commit: Commit) -> None:

@@ -68,7 +68,9 @@ class Order(Aggregate):
         if self.status == "confirmed":
             raise CommandRejected(f"order {command.order_id} is confirmed; it cannot be cancelled")
         self.record(
-            caused_by(OrderCancelled, command, **self._keys(), reason=command.reason, total=self.total)
+            caused_by(
+                OrderCancelled, command, **self._keys(), reason=command.reason, total=self.total
+            )
         )
 
     def _require_placed(self, order_id: UUID) -> None:
@@ -76,15 +78,18 @@ class Order(Aggregate):
             raise CommandRejected(f"unknown order {order_id}")
 
     def _keys(self) -> dict[str, UUID | None]:
-        return {"order_id": UUID(self.stream_id.removeprefix("order-")), "customer_id": self.customer_id}
+        return {
+            "order_id": UUID(self.stream_id.removeprefix("order-")),
+            "customer_id": self.customer_id,
+        }
 
-    def when_OrderPlaced(self, event: OrderPlaced) -> None:  # noqa: N802
+    def when_OrderPlaced(self, event: OrderPlaced) -> None:
         self.status, self.customer_id, self.total = "pending", event.customer_id, event.total
 
-    def when_OrderConfirmed(self, _: OrderConfirmed) -> None:  # noqa: N802
+    def when_OrderConfirmed(self, _: OrderConfirmed) -> None:
         self.status = "confirmed"
 
-    def when_OrderCancelled(self, _: OrderCancelled) -> None:  # noqa: N802
+    def when_OrderCancelled(self, _: OrderCancelled) -> None:
         self.status = "cancelled"
 
 

@@ -38,7 +38,7 @@ def envelope_id(event: Event, actor: dramatiq.Actor[Any, Any]) -> str:
 
 
 def send_event(event: Event, actor: dramatiq.Actor[Any, Any]) -> None:
-    message = dramatiq.Message(
+    message: dramatiq.Message[Any] = dramatiq.Message(
         queue_name=actor.queue_name,
         actor_name=actor.actor_name,
         args=(encode(event),),

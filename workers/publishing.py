@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import dramatiq
 
 from messages import Command, Event, Message, encode
 from readstore.consistency import ConsistencyToken, wait_until
 from readstore.eventlog import Commit
-from workers.eventstore import EventStore
 from workers.broker import queue_name
+from workers.eventstore import EventStore
 from workers.outbox import send_event, subscribers_of
 from workers.routing import command_endpoint
 
@@ -22,7 +23,9 @@ class Receipt:
     message_id: str
     stream_id: str | None
 
-    def wait(self, timeout: float = 10.0, store: EventStore | None = None) -> ConsistencyToken | None:
+    def wait(
+        self, timeout: float = 10.0, store: EventStore | None = None
+    ) -> ConsistencyToken | None:
         """The command's consistency token once it is committed; ``None`` if not in time."""
         if self.stream_id is None:
             return None
@@ -39,7 +42,7 @@ class Receipt:
         return ConsistencyToken(commit.stream_id, commit.version) if commit else None
 
 
-def envelope(message: Command) -> dramatiq.Message[object]:
+def envelope(message: Command) -> dramatiq.Message[Any]:
     """The Dramatiq envelope of a command; its id is the command's id."""
     endpoint = command_endpoint(message.CONTEXT)
     return dramatiq.Message(

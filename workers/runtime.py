@@ -75,6 +75,8 @@ def boot(
     else:
         raise RuntimeError("set SAGAWORKS_MONGODB_URL: this process must share its MongoDB")
     ensure_indexes(get_database())
-    runtime = Runtime(settings, bind(broker or make_broker(settings), settings.queue_prefix), embedded)
+    runtime = Runtime(
+        settings, bind(broker or make_broker(settings), settings.queue_prefix), embedded
+    )
     log.info("runtime.booted", **settings.describe())
     return runtime

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     def describe(self) -> dict[str, str]:
         """Where this process connects, with credentials redacted."""
         return {
-            "amqp": redact_url(self.amqp()) if self.amqp_url else "in-process broker",
-            "mongodb": redact_url(self.mongodb()) if self.mongodb_url else "embedded SecantusDB",
+            "amqp": redact_url(self.amqp() or "") or "in-process broker",
+            "mongodb": redact_url(self.mongodb() or "") or "embedded SecantusDB",
             "database": self.mongodb_db,
         }

@@ -32,8 +32,12 @@ def expected_models(database: Database[Document]) -> tuple[dict[str, Any], dict[
     """Order summaries and customer profiles computed from the events alone."""
     orders: dict[str, dict[str, Any]] = {}
     customers: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {"orders_placed": 0, "orders_confirmed": 0, "orders_cancelled": 0,
-                 "total_spent": Decimal("0")}
+        lambda: {
+            "orders_placed": 0,
+            "orders_confirmed": 0,
+            "orders_cancelled": 0,
+            "total_spent": Decimal("0"),
+        }
     )
     for commit in iter_commits(database):
         for event in commit.events:
@@ -41,15 +45,22 @@ def expected_models(database: Database[Document]) -> tuple[dict[str, Any], dict[
                 case CustomerRegistered():
                     customers[str(event.customer_id)]["name"] = event.name
                 case OrderPlaced():
-                    orders[str(event.order_id)] = {"status": "pending", "total": event.total,
-                                                   "version": event.stream_version}
+                    orders[str(event.order_id)] = {
+                        "status": "pending",
+                        "total": event.total,
+                        "version": event.stream_version,
+                    }
                     customers[str(event.customer_id)]["orders_placed"] += 1
                 case OrderConfirmed():
-                    orders[str(event.order_id)].update(status="confirmed", version=event.stream_version)
+                    orders[str(event.order_id)].update(
+                        status="confirmed", version=event.stream_version
+                    )
                     customers[str(event.customer_id)]["orders_confirmed"] += 1
                     customers[str(event.customer_id)]["total_spent"] += event.total
                 case OrderCancelled():
-                    orders[str(event.order_id)].update(status="cancelled", version=event.stream_version)
+                    orders[str(event.order_id)].update(
+                        status="cancelled", version=event.stream_version
+                    )
                     customers[str(event.customer_id)]["orders_cancelled"] += 1
     return orders, dict(customers)
 
@@ -58,12 +69,20 @@ def verify_read_models(database: Database[Document]) -> Report:
     """Compare ``order_summary`` and ``customer_profile`` with the event store, field by field."""
     report = Report()
     orders, customers = expected_models(database)
-    actual_orders = {d["_id"]: from_mongo(d) for d in database[OrderSummaries.collection_name].find()}
+    actual_orders = {
+        d["_id"]: from_mongo(d) for d in database[OrderSummaries.collection_name].find()
+    }
     for order_id, want in orders.items():
         have = actual_orders.pop(order_id, None) or {}
-        got = {"status": have.get("status"), "total": have.get("total"), "version": have.get("_version")}
+        got = {
+            "status": have.get("status"),
+            "total": have.get("total"),
+            "version": have.get("_version"),
+        }
         _compare(report, f"order {order_id}", want, got)
-    report.differences += [f"order {oid}: in the read model, not in the store" for oid in actual_orders]
+    report.differences += [
+        f"order {oid}: in the read model, not in the store" for oid in actual_orders
+    ]
     actual = {
         d["_id"]: CustomerProfile.from_document(d).model_dump()
         for d in database[CustomerProfiles.collection_name].find()

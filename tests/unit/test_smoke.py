@@ -13,7 +13,14 @@ def test_order_flows_to_read_models(stub_broker, stub_worker):
     publish(RegisterCustomer(customer_id=cid, name="Ada", email="ada@example.com"))
     stub_broker.join("customers.commands")
     stub_worker.join()
-    r = publish(PlaceOrder(order_id=oid, customer_id=cid, lines=(OrderLine(sku="A", quantity=2, unit_price=Decimal("1.50")),), shipping_address=Address(name="a", street="b", city="c", postal_code="1", country="DE")))
+    r = publish(
+        PlaceOrder(
+            order_id=oid,
+            customer_id=cid,
+            lines=(OrderLine(sku="A", quantity=2, unit_price=Decimal("1.50")),),
+            shipping_address=Address(name="a", street="b", city="c", postal_code="1", country="DE"),
+        )
+    )
     for q in ("orders.commands", "projections.order_summary", "projections.customer_profile"):
         stub_broker.join(q)
     stub_worker.join()

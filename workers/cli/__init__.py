@@ -17,7 +17,7 @@ COMMAND_MODULES = [
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sagaworks",
-        description="CQRS and event sourcing on Dramatiq + RabbitMQ + MongoDB: run, query, operate.",
+        description="CQRS and event sourcing on Dramatiq, RabbitMQ and MongoDB.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:

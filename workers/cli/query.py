@@ -59,14 +59,22 @@ def query_order(args: argparse.Namespace) -> int:
     data = {"order": view.model_dump(mode="json"), "stale": answer.stale}
 
     def text(_: Any) -> str:
-        head = fields([
-            ("order", view.order_id), ("status", view.status), ("reason", view.cancel_reason),
-            ("customer", f"{view.customer_name} ({view.customer_id})"), ("total", view.total),
-            ("placed", view.placed_at), ("version", view.version),
-            ("stale", "yes: the read model has not caught up" if answer.stale else "no"),
-        ])
-        lines = table([(ln["sku"], ln["quantity"], ln["unit_price"]) for ln in view.lines],
-                      ["sku", "quantity", "unit price"])
+        head = fields(
+            [
+                ("order", view.order_id),
+                ("status", view.status),
+                ("reason", view.cancel_reason),
+                ("customer", f"{view.customer_name} ({view.customer_id})"),
+                ("total", view.total),
+                ("placed", view.placed_at),
+                ("version", view.version),
+                ("stale", "yes: the read model has not caught up" if answer.stale else "no"),
+            ]
+        )
+        lines = table(
+            [(ln["sku"], ln["quantity"], ln["unit_price"]) for ln in view.lines],
+            ["sku", "quantity", "unit price"],
+        )
         return f"{head}\n\n{lines}"
 
     emit(args, data, text)
@@ -79,7 +87,11 @@ def query_customer(args: argparse.Namespace) -> int:
     _connect()
     answer = get_customer_profile(args.id, args.token)
     if answer.value is None:
-        emit(args, {"customer": None, "stale": answer.stale}, lambda _: f"customer {args.id}: not found")
+        emit(
+            args,
+            {"customer": None, "stale": answer.stale},
+            lambda _: f"customer {args.id}: not found",
+        )
         return 1
     profile = answer.value
     data = {"customer": profile.model_dump(mode="json"), "stale": answer.stale}
@@ -93,7 +105,10 @@ def query_orders(args: argparse.Namespace) -> int:
     _connect()
     page = list_customer_orders(args.customer, args.page, args.page_size)
     rows = [(o.order_id, o.status, o.total, o.placed_at) for o in page.items]
-    footer = f"\npage {page.page}" + (" (more: --page {})".format(page.page + 1) if page.has_more else "")
-    emit(args, page.model_dump(mode="json"),
-         lambda _: table(rows, ["order", "status", "total", "placed"]) + footer)
+    footer = f"\npage {page.page}" + (f" (more: --page {page.page + 1})" if page.has_more else "")
+    emit(
+        args,
+        page.model_dump(mode="json"),
+        lambda _: table(rows, ["order", "status", "total", "placed"]) + footer,
+    )
     return 0

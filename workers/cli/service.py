@@ -67,7 +67,8 @@ def run_worker(args: argparse.Namespace) -> int:
     argv = ["workers.app", "--processes", str(args.processes), "--threads", str(args.threads)]
     if args.queues:
         argv += ["--queues", *(settings.queue_prefix + q for q in args.queues)]
-    return int(dramatiq_main(make_argument_parser().parse_args(argv)) or 0)
+    parsed = make_argument_parser().parse_args(argv)  # type: ignore[no-untyped-call]
+    return int(dramatiq_main(parsed) or 0)  # type: ignore[no-untyped-call]
 
 
 def run_relay(args: argparse.Namespace) -> int:
@@ -105,8 +106,13 @@ def run_publish(args: argparse.Namespace) -> int:
     finally:
         runtime.close()
     result = {"message_id": receipt.message_id, "token": str(token) if token else None}
-    emit(args, result, lambda d: fields([("message id", d["message_id"]),
-                                         ("token", d["token"] or "(not committed yet)")]))
+    emit(
+        args,
+        result,
+        lambda d: fields(
+            [("message id", d["message_id"]), ("token", d["token"] or "(not committed yet)")]
+        ),
+    )
     return 0
 
 
