@@ -1,31 +1,32 @@
-import uuid
+"""The pipeline end to end on the stub broker: command → commit → events → read models."""
+
 from decimal import Decimal
 
-from messages.customers import RegisterCustomer
-from messages.orders import Address, OrderLine, PlaceOrder
 from readstore.customers import get_customer_profile
 from readstore.orders import get_order
+from tests.support import place_order, register_customer, settle
 from workers.publishing import publish
 
 
-def test_order_flows_to_read_models(stub_broker, stub_worker):
-    cid, oid = uuid.uuid4(), uuid.uuid4()
-    publish(RegisterCustomer(customer_id=cid, name="Ada", email="ada@example.com"))
-    stub_broker.join("customers.commands")
-    stub_worker.join()
-    r = publish(
-        PlaceOrder(
-            order_id=oid,
-            customer_id=cid,
-            lines=(OrderLine(sku="A", quantity=2, unit_price=Decimal("1.50")),),
-            shipping_address=Address(name="a", street="b", city="c", postal_code="1", country="DE"),
-        )
-    )
-    for q in ("orders.commands", "projections.order_summary", "projections.customer_profile"):
-        stub_broker.join(q)
-    stub_worker.join()
-    token = r.wait(1)
-    ans = get_order(oid, token)
-    print(ans)
-    assert ans.value.total == Decimal("3.00")
-    print(get_customer_profile(cid))
+def test_placed_order_reaches_both_read_models(stub_broker, stub_worker):
+    # Given a registered customer
+    customer = register_customer()
+    publish(customer)
+    settle(stub_broker, stub_worker)
+
+    # When they place an order
+    command = place_order(customer.customer_id, ("A", 2, "1.50"), ("B", 1, "2.00"))
+    receipt = publish(command)
+    settle(stub_broker, stub_worker)
+
+    # Then both read models answer, consistent with the write's token
+    token = receipt.wait(1)
+    assert token is not None
+    order = get_order(command.order_id, token)
+    assert not order.stale
+    assert order.value is not None
+    assert order.value.total == Decimal("5.00")
+    assert order.value.customer_name == "Ada"
+    profile = get_customer_profile(customer.customer_id, token).value
+    assert profile is not None
+    assert profile.orders_placed == 1
