@@ -20,22 +20,35 @@ log = structlog.get_logger("sagaworks.commands")
 
 A = TypeVar("A", bound=Aggregate)
 Decide = Callable[[Any, Any, "Session"], None]
+Related = Callable[[Any], list[str]]
+
+
+def _none(_: Any) -> list[str]:
+    return []
 
 
 @dataclass(frozen=True)
 class Route:
     aggregate: type[Aggregate]
     decide: Decide
+    #: The other streams the handler will read, fetched with its own in one round trip.
+    related: Related = _none
 
 
 HANDLERS: dict[type[Command], Route] = {}
 
 
-def handles(command_type: type[Command], aggregate: type[Aggregate]) -> Callable[[Decide], Decide]:
-    """Register ``decide(aggregate, command, session)`` as the handler of ``command_type``."""
+def handles(
+    command_type: type[Command], aggregate: type[Aggregate], related: Related = _none
+) -> Callable[[Decide], Decide]:
+    """Register ``decide(aggregate, command, session)`` as the handler of ``command_type``.
+
+    ``related(command)`` names the other streams ``decide`` loads through the session; they
+    are read together with the aggregate's own stream, in one query.
+    """
 
     def register(fn: Decide) -> Decide:
-        HANDLERS[command_type] = Route(aggregate, fn)
+        HANDLERS[command_type] = Route(aggregate, fn, related)
         return fn
 
     return register
@@ -46,10 +59,17 @@ class Session:
     """What a handler may read besides its own aggregate: other aggregates, by stream."""
 
     store: EventStore
+    prefetched: dict[str, list[Commit]] = field(default_factory=dict)
     loaded: dict[str, Aggregate] = field(default_factory=dict)
 
+    def prefetch(self, stream_ids: list[str]) -> None:
+        self.prefetched.update(self.store.load_streams(stream_ids))
+
     def load(self, aggregate_type: type[A], stream_id: str) -> A:
-        aggregate = aggregate_type.from_commits(stream_id, self.store.load(stream_id))
+        commits = self.prefetched.pop(stream_id, None)
+        if commits is None:
+            commits = self.store.load(stream_id)
+        aggregate = aggregate_type.from_commits(stream_id, commits)
         self.loaded[stream_id] = aggregate
         return aggregate
 
@@ -67,6 +87,7 @@ def execute(command: Command, store: EventStore, attempts: int = 5) -> CommandRe
     stream_id = command.stream_id()
     for _ in range(attempts):
         session = Session(store)
+        session.prefetch([stream_id, *route.related(command)])
         aggregate = session.load(route.aggregate, stream_id)
         earlier = aggregate.commits_by_command.get(str(command.message_id))
         if earlier is not None:

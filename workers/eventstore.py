@@ -50,6 +50,19 @@ class EventStore:
     def load(self, stream_id: str, after_version: int = 0) -> list[Commit]:
         return read_commits(self.database, stream_id, after_version)
 
+    def load_streams(self, stream_ids: list[str]) -> dict[str, list[Commit]]:
+        """Every commit of each of ``stream_ids``, in one query."""
+        found: dict[str, list[Commit]] = {stream_id: [] for stream_id in stream_ids}
+        query = (
+            {"$or": [{"_id": stream_range(s)} for s in found]}
+            if len(found) > 1
+            else ({"_id": stream_range(stream_ids[0])})
+        )
+        for doc in self.commits.find(query).sort("_id", ASCENDING):
+            commit = Commit.from_document(doc)
+            found[commit.stream_id].append(commit)
+        return found
+
     def append(
         self,
         stream_id: str,

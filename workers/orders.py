@@ -93,7 +93,11 @@ class Order(Aggregate):
         self.status = "cancelled"
 
 
-@handles(PlaceOrder, Order)
+def _customer_of(command: PlaceOrder) -> list[str]:
+    return [customer_stream(command.customer_id)]
+
+
+@handles(PlaceOrder, Order, related=_customer_of)
 def place_order(order: Order, command: PlaceOrder, session: Session) -> None:
     order.place(command, session.load(Customer, customer_stream(command.customer_id)))
 

@@ -3,7 +3,10 @@ re-sends commits a crash left undispatched. Consumers are idempotent, so a re-se
 
 from __future__ import annotations
 
+import atexit
+import os
 import threading
+import time
 import uuid
 from collections.abc import Iterable
 from datetime import timedelta
@@ -11,8 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import dramatiq
 import structlog
+from pymongo.collection import Collection
+from pymongo.errors import PyMongoError
 
 from messages import Event, encode
+from readstore.db import Document
 from readstore.eventlog import Commit
 
 if TYPE_CHECKING:
@@ -50,11 +56,57 @@ def send_event(event: Event, actor: dramatiq.Actor[Any, Any]) -> None:
 
 
 def dispatch(commit: Commit, store: EventStore) -> None:
-    """Send every event of ``commit`` to each of its subscribers, then mark it dispatched."""
+    """Send every event of ``commit`` to each of its subscribers, then mark it dispatched.
+
+    The mark is written in batches off the command's path: a crash before the batch is
+    written only means the relay sends those events again, which every consumer absorbs.
+    """
     for event in commit.events:
         for actor in subscribers_of(event):
             send_event(event, actor)
-    store.mark_dispatched([commit.id])
+    DISPATCH_MARKS.add(store.commits, commit.id)
+
+
+class DispatchMarks:
+    """Collects dispatched commit ids and marks them with one update per batch."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[int, str, str], tuple[Collection[Document], list[str]]] = {}
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        atexit.register(self.flush)
+
+    def add(self, collection: Collection[Document], commit_id: str) -> None:
+        key = (id(collection.database.client), collection.database.name, collection.name)
+        with self._lock:
+            self._pending.setdefault(key, (collection, []))[1].append(commit_id)
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, name="dispatch-marks", daemon=True
+                )
+                self._thread.start()
+
+    def flush(self) -> int:
+        """Write every pending mark now; the number of commits marked."""
+        with self._lock:
+            batches, self._pending = list(self._pending.values()), {}
+        for collection, ids in batches:
+            collection.update_many({"_id": {"$in": ids}}, {"$set": {"dispatched": True}})
+        return sum(len(ids) for _, ids in batches)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            try:
+                self.flush()
+            except PyMongoError:
+                log.warning("outbox.marks_failed")  # the relay will re-send those commits
+
+
+DISPATCH_MARKS = DispatchMarks()
 
 
 class Relay:
@@ -66,10 +118,12 @@ class Relay:
 
     def run_once(self) -> int:
         """Dispatch every overdue commit; the number dispatched."""
+        DISPATCH_MARKS.flush()
         sent = 0
         while batch := self.store.undispatched(self.grace):
             for commit in batch:
                 dispatch(commit, self.store)
+            DISPATCH_MARKS.flush()
             sent += len(batch)
         if sent:
             log.warning("relay.redispatched", commits=sent)
