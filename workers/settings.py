@@ -35,6 +35,15 @@ class Settings(BaseSettings):
     relay_grace_seconds: float = Field(default=5.0, ge=0)
     relay_interval_seconds: float = Field(default=1.0, gt=0)
 
+    #: Workers drain every ``<queue>.XQ`` into the dead-letter store this often.
+    dead_letter_ingest_seconds: float = Field(default=5.0, gt=0)
+    #: A dead letter younger than this stays in ``.XQ`` (its middleware record may be on its way).
+    dead_letter_grace_seconds: float = Field(default=2.0, ge=0)
+    #: RabbitMQ's management API (unacknowledged counts); unset: derived from the AMQP URL.
+    rabbitmq_management_url: SecretStr | None = None
+    #: ``sagaworks status`` fails when a projection lags by more than this many events.
+    max_projection_lag: int = Field(default=1000, ge=0)
+
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
 
