@@ -1,14 +1,15 @@
-"""Customer contracts: registering a customer."""
+"""Customer contracts: registering a customer (``CustomerRegistered`` is at version 2)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from pydantic import Field
 
 from messages.base import Command, Event
-from messages.registry import registry
+from messages.registry import registry, upcaster
 
 
 def customer_stream(customer_id: UUID) -> str:
@@ -24,6 +25,8 @@ class RegisterCustomer(Command):
     email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)
     #: The most a single order of this customer may be charged (payments decline above it).
     payment_limit: Decimal = Field(default=Decimal("10000"), ge=0, decimal_places=2)
+    #: Added compatibly (with a default): publishers that omit it still validate.
+    marketing_opt_in: bool = False
 
     def stream_id(self) -> str:
         return customer_stream(self.customer_id)
@@ -31,7 +34,20 @@ class RegisterCustomer(Command):
 
 @registry.register
 class CustomerRegistered(Event):
+    """v2: ``name`` became ``full_name``; ``marketing_opt_in`` was added (v1 had neither)."""
+
+    VERSION = 2
+
     customer_id: UUID
-    name: str
+    full_name: str
     email: str
     payment_limit: Decimal
+    marketing_opt_in: bool
+
+
+@upcaster("CustomerRegistered", 1)
+def customer_registered_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 → v2: rename ``name`` to ``full_name``; v1 customers never opted in."""
+    data["full_name"] = data.pop("name", "")
+    data.setdefault("marketing_opt_in", False)
+    return data

@@ -45,8 +45,9 @@ class CustomerProfiles(Projection):
             case CustomerRegistered():
                 return {
                     "$set": {
-                        "name": event.name,
+                        "name": event.full_name,
                         "email": event.email,
+                        "marketing_opt_in": event.marketing_opt_in,
                         "registered_at": event.occurred_at,
                     }
                 }
@@ -65,6 +66,7 @@ class CustomerProfile(BaseModel):
     customer_id: UUID
     name: str | None = None
     email: str | None = None
+    marketing_opt_in: bool = False
     registered_at: datetime | None = None
     orders_placed: int = 0
     orders_confirmed: int = 0

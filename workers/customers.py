@@ -29,14 +29,15 @@ class Customer(Aggregate):
                 CustomerRegistered,
                 command,
                 customer_id=command.customer_id,
-                name=command.name,
+                full_name=command.name,
                 email=command.email,
                 payment_limit=command.payment_limit,
+                marketing_opt_in=command.marketing_opt_in,
             )
         )
 
     def when_CustomerRegistered(self, event: CustomerRegistered) -> None:
-        self.name = event.name
+        self.name = event.full_name
         self.payment_limit = event.payment_limit
 
 

@@ -9,6 +9,7 @@ import dramatiq
 import structlog
 from pymongo.database import Database
 
+from messages import registry
 from readstore.db import Document, configure_database, get_database, set_database
 from workers.broker import bind, make_broker
 from workers.embedded import EmbeddedMongo
@@ -64,6 +65,7 @@ def boot(
     if logging:
         configure_logging(settings.log_level, settings.log_format)
     load_actor_modules()
+    registry.check()  # refuse to start with a gap in an upcaster chain
     embedded = None
     if database is not None:
         set_database(database)

@@ -43,7 +43,7 @@ def expected_models(database: Database[Document]) -> tuple[dict[str, Any], dict[
         for event in commit.events:
             match event:
                 case CustomerRegistered():
-                    customers[str(event.customer_id)]["name"] = event.name
+                    customers[str(event.customer_id)]["name"] = event.full_name
                 case OrderPlaced():
                     orders[str(event.order_id)] = {
                         "status": "pending",
