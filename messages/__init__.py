@@ -24,6 +24,6 @@ __all__ = [
 ]
 
 # The domain's contracts register themselves on import.
-from messages import customers, orders
+from messages import customers, fulfilment, inventory, orders, payments
 
-__all__ += ["customers", "orders"]
+__all__ += ["customers", "fulfilment", "inventory", "orders", "payments"]

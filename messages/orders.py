@@ -56,6 +56,8 @@ class PlaceOrder(_OrderCommand):
     customer_id: UUID
     lines: tuple[OrderLine, ...] = Field(min_length=1, max_length=100)
     shipping_address: Address
+    #: How the customer pays; the payment gateway decides on it (``card`` unless said).
+    payment_method: str = Field(default="card", min_length=1, max_length=64)
 
 
 @registry.register
@@ -79,6 +81,7 @@ class OrderPlaced(_OrderEvent):
     lines: tuple[OrderLine, ...]
     shipping_address: Address
     total: Money
+    payment_method: str = "card"
 
 
 @registry.register

@@ -50,6 +50,7 @@ class Order(Aggregate):
                 lines=command.lines,
                 shipping_address=command.shipping_address,
                 total=order_total(command.lines),
+                payment_method=command.payment_method,
             )
         )
 
