@@ -8,6 +8,7 @@ import dramatiq
 import structlog
 
 from messages import Event, Message
+from readstore.analytics import CustomerRegistrations, OrderAnalytics
 from readstore.customers import CustomerProfiles
 from readstore.orders import OrderSummaries
 from readstore.projection import Projection
@@ -47,6 +48,8 @@ def projection_actor(projection: type[Projection]) -> dramatiq.Actor[Any, Any]:
 
 project_order_summary = projection_actor(OrderSummaries)
 project_customer_profile = projection_actor(CustomerProfiles)
+project_order_analytics = projection_actor(OrderAnalytics)
+project_customer_registrations = projection_actor(CustomerRegistrations)
 
 
 def ensure_indexes() -> None:
