@@ -21,8 +21,9 @@ from dramatiq.middleware import (
 
 from messages import Message, decode
 from messages.registry import InvalidMessage
+from workers.dead_lettering import DeadLetters
 from workers.errors import InvalidMessageError, PermanentError
-from workers.middleware import LogContext
+from workers.middleware import LogContext, MessageSizeLimit
 from workers.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -58,6 +59,8 @@ def middleware(settings: Settings) -> list[Middleware]:
         ),
         CurrentMessage(),
         LogContext(),
+        MessageSizeLimit(settings.max_message_bytes),
+        DeadLetters(settings),
         *(factory(settings) for factory in MIDDLEWARE_FACTORIES),
     ]
 

@@ -15,6 +15,10 @@ class InvalidMessageError(PermanentError):
     """Not JSON, an unknown type or version, a schema violation or a malformed envelope."""
 
 
+class MessageTooLarge(PermanentError):
+    """The message body is larger than ``Settings.max_message_bytes``: refused unread."""
+
+
 class CommandRejected(PermanentError):
     """A business rule refused the command (e.g. cancelling a confirmed order)."""
 

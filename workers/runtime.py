@@ -12,6 +12,7 @@ from pymongo.database import Database
 from messages import registry
 from readstore.db import Document, configure_database, get_database, set_database
 from workers.broker import bind, make_broker
+from workers.deadletters import DeadLetterStore
 from workers.embedded import EmbeddedMongo
 from workers.eventstore import EventStore
 from workers.logs import configure_logging
@@ -36,6 +37,7 @@ def ensure_indexes(database: Database[Document] | None = None) -> None:
     from workers.projections import PROJECTIONS  # noqa: PLC0415 -- after the actor modules
 
     EventStore(database).ensure_indexes()
+    DeadLetterStore(database).indexes()
     for projection, _ in PROJECTIONS.values():
         projection(database).indexes()
 

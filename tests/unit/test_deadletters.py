@@ -1,0 +1,133 @@
+"""The dead-letter store and its middleware, on the StubBroker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+import pytest
+from dramatiq import Worker
+from dramatiq.brokers.stub import StubBroker
+from pymongo.database import Database
+
+from messages import encode
+from readstore.db import Document
+from tests.support import register_customer, settle
+from workers.broker import queue_name
+from workers.deadletters import DeadLetterStore, Selector
+from workers.failures import fingerprint
+from workers.publishing import publish
+
+
+def send_raw(broker: StubBroker, base_queue: str, actor: str, *args: Any) -> str:
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=queue_name(base_queue),
+        actor_name=actor,
+        args=args,
+        kwargs={},
+        options={},
+    )
+    broker.enqueue(message)
+    return message.message_id
+
+
+def test_invalid_message_is_recorded_with_its_reason(
+    stub_broker: StubBroker, stub_worker: Worker, database: Database[Document]
+) -> None:
+    # Given a command whose data violates its schema
+    wire = encode(register_customer())
+    wire["data"]["email"] = 42
+    # When it is sent to the customers' command actor
+    envelope_id = send_raw(stub_broker, "customers.commands", "handle_customer_command", wire)
+    settle(stub_broker, stub_worker)
+    # Then it is dead-lettered once, without retries, with the validation error as reason
+    entry = DeadLetterStore().get(envelope_id)
+    assert entry is not None
+    assert entry["error_type"] == "InvalidMessageError"
+    assert "email" in entry["reason"]
+    assert entry["attempts"] == 1
+    assert entry["state"] == "dead"
+    assert "InvalidMessageError" in (entry["traceback"] or "")
+    assert entry["message_type"] is None  # it does not decode
+
+
+def test_oversized_message_is_refused_without_running_the_actor(
+    stub_broker: StubBroker, stub_worker: Worker, settings: Any
+) -> None:
+    # Given a message larger than the configured maximum
+    command = register_customer(name="A" * 20)
+    wire = encode(command)
+    wire["data"]["name"] = "x" * (settings.max_message_bytes + 10)
+    # When it is sent
+    envelope_id = send_raw(stub_broker, "customers.commands", "handle_customer_command", wire)
+    settle(stub_broker, stub_worker)
+    # Then it is dead-lettered as too large, and its stored envelope is cut
+    entry = DeadLetterStore().get(envelope_id)
+    assert entry is not None
+    assert entry["error_type"] == "MessageTooLarge"
+    assert "over the" in entry["reason"]
+    assert entry["truncated"] is True
+    assert entry["replayable"] is False
+
+
+def test_failing_again_after_replay_updates_the_same_entry(
+    stub_broker: StubBroker, stub_worker: Worker
+) -> None:
+    # Given a dead-lettered message
+    envelope_id = send_raw(stub_broker, "orders.commands", "handle_order_command", "not json")
+    settle(stub_broker, stub_worker)
+    store = DeadLetterStore()
+    store.mark([envelope_id], "replayed", {"event": "replayed", "by": "ops"})
+    # When the same envelope fails again
+    stub_broker.enqueue(
+        dramatiq.Message(
+            queue_name=queue_name("orders.commands"),
+            actor_name="handle_order_command",
+            args=("not json",),
+            kwargs={},
+            options={},
+            message_id=envelope_id,
+        )
+    )
+    settle(stub_broker, stub_worker)
+    # Then it is one entry, dead again, with both failures and the replay in its history
+    entry = store.get(envelope_id)
+    assert entry is not None
+    assert entry["state"] == "dead"
+    assert entry["count"] == 2
+    assert [h["event"] for h in entry["history"]] == ["failed", "replayed", "failed"]
+    assert entry["replays"] == 1
+
+
+def test_listing_filters_by_queue_and_error(stub_broker: StubBroker, stub_worker: Worker) -> None:
+    # Given failures on two queues
+    send_raw(stub_broker, "orders.commands", "handle_order_command", "not json")
+    send_raw(stub_broker, "customers.commands", "handle_customer_command", {"type": "Nope"})
+    settle(stub_broker, stub_worker)
+    store = DeadLetterStore()
+    # When listing one queue
+    rows = store.find(Selector(queue=queue_name("orders.commands")))
+    # Then only its entry is listed, and every entry falls into a group
+    assert len(rows) == 1
+    assert rows[0]["queue"] == queue_name("orders.commands")
+    assert sum(g["count"] for g in store.groups()) == 2
+
+
+def test_valid_messages_leave_no_dead_letters(stub_broker: StubBroker, stub_worker: Worker) -> None:
+    # Given a valid command
+    publish(register_customer())
+    # When it is processed
+    settle(stub_broker, stub_worker)
+    # Then nothing is dead-lettered
+    assert DeadLetterStore().find(Selector()) == []
+
+
+@pytest.mark.parametrize("line", [1, 99])
+def test_fingerprint_ignores_line_numbers_and_text(line: int) -> None:
+    # Given the same stack at different lines
+    trace = f'File "/a/b/orders.py", line {line}, in place\nValueError: boom {line}'
+    # When fingerprinted
+    # Then the key depends on the frames and the type only
+    same_frames = 'File "x/orders.py", line 3, in place'
+    assert fingerprint("ValueError", trace) == fingerprint("ValueError", same_frames)
+    assert fingerprint("ValueError", trace) != fingerprint("KeyError", trace)
