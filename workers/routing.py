@@ -15,6 +15,8 @@ class Endpoint:
 COMMAND_ENDPOINTS: dict[str, Endpoint] = {
     "customers": Endpoint("customers.commands", "handle_customer_command"),
     "orders": Endpoint("orders.commands", "handle_order_command"),
+    "inventory": Endpoint("inventory.commands", "handle_inventory_command"),
+    "payments": Endpoint("payments.commands", "handle_payment_command"),
 }
 
 

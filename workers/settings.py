@@ -35,6 +35,18 @@ class Settings(BaseSettings):
     relay_grace_seconds: float = Field(default=5.0, ge=0)
     relay_interval_seconds: float = Field(default=1.0, gt=0)
 
+    #: A fulfilment saga step not answered within this is compensated (stock, then order).
+    saga_step_deadline_seconds: float = Field(default=30.0, gt=0)
+    #: The simulated payment gateway: latency of every call, of a ``slow…`` payment method,
+    #: and the share of calls failing transiently.
+    payment_latency_seconds: float = Field(default=0.0, ge=0)
+    payment_slow_seconds: float = Field(default=5.0, ge=0)
+    payment_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    #: Fault injection (tests, the demo): the share of handler calls that fail transiently
+    #: before running, and of sent messages that are sent twice.
+    fault_failure_rate: float = Field(default=0.0, ge=0, le=1)
+    fault_duplicate_rate: float = Field(default=0.0, ge=0, le=1)
+
     #: Workers drain every ``<queue>.XQ`` into the dead-letter store this often.
     dead_letter_ingest_seconds: float = Field(default=5.0, gt=0)
     #: A dead letter younger than this stays in ``.XQ`` (its middleware record may be on its way).
