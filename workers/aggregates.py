@@ -10,28 +10,42 @@ from readstore.eventlog import Commit
 
 class Aggregate:
     """A consistency boundary. ``when_<EventType>`` methods evolve state; deciding methods
-    check the rules and ``record`` new events."""
+    check the rules and ``record`` new events.
+
+    State is the class-annotated attributes (``status: str = "new"``): they are what a
+    snapshot stores. Bump ``SCHEMA_VERSION`` when they change meaning, and older snapshots
+    are ignored (and rebuilt) instead of restored.
+    """
 
     #: Prefix of this aggregate's stream ids (``order`` → ``order-<id>``).
     stream_type: ClassVar[str]
+    #: Version of the state's shape; snapshots of another version are not restored.
+    SCHEMA_VERSION: ClassVar[int] = 1
+    #: Take a snapshot every this many events (0: never); settings may override it by type.
+    SNAPSHOT_EVERY: ClassVar[int] = 100
 
     def __init__(self, stream_id: str) -> None:
         self.stream_id = stream_id
         self.version = 0
+        #: The version of the snapshot this aggregate was loaded from (0: none).
+        self.snapshot_version = 0
         self.changes: list[Event] = []
-        #: The commits of this stream by the id of the command that made them.
+        #: The commits of this stream (after its snapshot) by the id of the command that made them.
         self.commits_by_command: dict[str, Commit] = {}
 
     @classmethod
     def from_commits(cls, stream_id: str, commits: list[Commit]) -> Self:
         aggregate = cls(stream_id)
+        aggregate.apply_commits(commits)
+        return aggregate
+
+    def apply_commits(self, commits: list[Commit]) -> None:
         for commit in commits:
             for event in commit.events:
-                aggregate.mutate(event)
-            aggregate.version = commit.version
+                self.mutate(event)
+            self.version = commit.version
             if commit.command_id:
-                aggregate.commits_by_command[commit.command_id] = commit
-        return aggregate
+                self.commits_by_command[commit.command_id] = commit
 
     @property
     def exists(self) -> bool:

@@ -11,10 +11,12 @@ import structlog
 from messages import Command
 from readstore.consistency import ConsistencyToken
 from readstore.eventlog import Commit
+from workers import snapshots
 from workers.aggregates import Aggregate
 from workers.errors import CommandRejected, ConcurrencyError, InvalidMessageError
 from workers.eventstore import DuplicateCommand, EventStore
 from workers.outbox import dispatch
+from workers.snapshots import Snapshot, SnapshotStore
 
 log = structlog.get_logger("sagaworks.commands")
 
@@ -56,20 +58,34 @@ def handles(
 
 @dataclass
 class Session:
-    """What a handler may read besides its own aggregate: other aggregates, by stream."""
+    """What a handler may read besides its own aggregate: other aggregates, by stream.
+
+    Aggregates load from their snapshot (when one fits) and the commits after it.
+    """
 
     store: EventStore
     prefetched: dict[str, list[Commit]] = field(default_factory=dict)
     loaded: dict[str, Aggregate] = field(default_factory=dict)
+    snapshots: dict[str, Snapshot | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.snapshot_store = SnapshotStore(self.store.database)
 
     def prefetch(self, stream_ids: list[str]) -> None:
-        self.prefetched.update(self.store.load_streams(stream_ids))
+        found = self.snapshot_store.get_many(stream_ids)
+        self.snapshots.update({s: found.get(s) for s in stream_ids})
+        after = {s: snapshot.version for s, snapshot in found.items()}
+        self.prefetched.update(self.store.load_streams(stream_ids, after))
 
     def load(self, aggregate_type: type[A], stream_id: str) -> A:
+        if stream_id in self.snapshots:
+            snapshot = self.snapshots.pop(stream_id)
+        else:
+            snapshot = self.snapshot_store.get(stream_id)
         commits = self.prefetched.pop(stream_id, None)
-        if commits is None:
-            commits = self.store.load(stream_id)
-        aggregate = aggregate_type.from_commits(stream_id, commits)
+        aggregate = snapshots.load(aggregate_type, stream_id, snapshot, commits, self.store.load)
+        if snapshots.is_due(aggregate_type, aggregate.snapshot_version, aggregate.version):
+            self.snapshot_store.save(aggregate, aggregate.version)  # missing, or another schema
         self.loaded[stream_id] = aggregate
         return aggregate
 
@@ -90,6 +106,8 @@ def execute(command: Command, store: EventStore, attempts: int = 5) -> CommandRe
         session.prefetch([stream_id, *route.related(command)])
         aggregate = session.load(route.aggregate, stream_id)
         earlier = aggregate.commits_by_command.get(str(command.message_id))
+        if earlier is None and aggregate.snapshot_version:
+            earlier = store.commit_for(stream_id, command)  # committed before the snapshot?
         if earlier is not None:
             return _finish(store, earlier, duplicate=True)
         try:
@@ -109,8 +127,15 @@ def execute(command: Command, store: EventStore, attempts: int = 5) -> CommandRe
         except ConcurrencyError:
             log.info("command.conflicted", stream_id=stream_id, version=aggregate.version)
             continue
+        _snapshot_if_due(session, aggregate, commit)
         return _finish(store, commit)
     raise ConcurrencyError(f"{stream_id}: still conflicting after {attempts} attempts")
+
+
+def _snapshot_if_due(session: Session, aggregate: Aggregate, commit: Commit) -> None:
+    """After a commit that crosses a multiple of N, store the state it left (one write)."""
+    if snapshots.is_due(type(aggregate), commit.version_from - 1, commit.version):
+        session.snapshot_store.save(aggregate, commit.version)
 
 
 def _finish(store: EventStore, commit: Commit, duplicate: bool = False) -> CommandResult:

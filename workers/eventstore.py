@@ -50,14 +50,17 @@ class EventStore:
     def load(self, stream_id: str, after_version: int = 0) -> list[Commit]:
         return read_commits(self.database, stream_id, after_version)
 
-    def load_streams(self, stream_ids: list[str]) -> dict[str, list[Commit]]:
-        """Every commit of each of ``stream_ids``, in one query."""
+    def load_streams(
+        self, stream_ids: list[str], after: dict[str, int] | None = None
+    ) -> dict[str, list[Commit]]:
+        """The commits of each of ``stream_ids`` (after ``after[stream]``, a version at a commit
+        boundary such as a snapshot's), in one query."""
+        after = after or {}
         found: dict[str, list[Commit]] = {stream_id: [] for stream_id in stream_ids}
-        query = (
-            {"$or": [{"_id": stream_range(s)} for s in found]}
-            if len(found) > 1
-            else ({"_id": stream_range(stream_ids[0])})
-        )
+        ranges = [
+            {"_id": {**stream_range(s), "$gte": commit_id(s, after.get(s, 0) + 1)}} for s in found
+        ]
+        query = {"$or": ranges} if len(ranges) > 1 else ranges[0]
         for doc in self.commits.find(query).sort("_id", ASCENDING):
             commit = Commit.from_document(doc)
             found[commit.stream_id].append(commit)

@@ -11,6 +11,7 @@ from pymongo.database import Database
 
 from messages import registry
 from readstore.db import Document, configure_database, get_database, set_database
+from workers import snapshots
 from workers.broker import bind, make_broker
 from workers.deadletters import DeadLetterStore
 from workers.embedded import EmbeddedMongo
@@ -24,6 +25,8 @@ log = structlog.get_logger("sagaworks.runtime")
 ACTOR_MODULES = [
     "workers.customers",
     "workers.orders",
+    "workers.inventory",
+    "workers.payments",
     "workers.projections",
 ]
 
@@ -68,6 +71,7 @@ def boot(
         configure_logging(settings.log_level, settings.log_format)
     load_actor_modules()
     registry.check()  # refuse to start with a gap in an upcaster chain
+    snapshots.configure(settings.snapshot_every)
     embedded = None
     if database is not None:
         set_database(database)

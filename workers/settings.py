@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     #: ``sagaworks status`` fails when a projection lags by more than this many events.
     max_projection_lag: int = Field(default=1000, ge=0)
 
+    #: Snapshot every N events, by stream type (``{"sku": 50}``); unset types use the
+    #: aggregate's ``SNAPSHOT_EVERY``. From the environment as JSON.
+    snapshot_every: dict[str, int] = Field(default_factory=dict)
+
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
 
