@@ -27,6 +27,8 @@ ACTOR_MODULES = [
     "workers.orders",
     "workers.inventory",
     "workers.payments",
+    "workers.inventory",
+    "workers.payments",
     "workers.projections",
 ]
 
