@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 from messages.base import Message
@@ -14,3 +15,5 @@ class StepDeadlinePassed(Message):
 
     order_id: UUID
     step: str
+    #: When the step's time is up (the message is sent delayed until then).
+    due_at: datetime
