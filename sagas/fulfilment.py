@@ -188,13 +188,14 @@ def _enter(state: Fulfilment, status: Status, cause: Message, out: list[Message]
 def _send(state: Fulfilment, kind: type[Message], cause: Message, **data: Any) -> Message:
     """A message of this saga, under an id only this saga and this kind of message produce."""
     name = kind.type_name() + (f":{data['step']}" if "step" in data else "")
-    return kind(
-        message_id=message_id(state.order_id, name),
-        correlation_id=state.correlation_id,
-        causation_id=cause.message_id,
-        order_id=state.order_id,
+    fields: dict[str, Any] = {
+        "message_id": message_id(state.order_id, name),
+        "correlation_id": state.correlation_id,
+        "causation_id": cause.message_id,
+        "order_id": state.order_id,
         **data,
-    )
+    }
+    return kind(**fields)
 
 
 def message_id(order_id: UUID, name: str) -> UUID:

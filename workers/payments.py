@@ -124,6 +124,11 @@ def set_gateway(gateway: PaymentGateway | None) -> None:
     _gateway = gateway
 
 
+def configure(settings: Settings) -> None:
+    """At boot: the simulated gateway, with the faults ``settings`` inject."""
+    set_gateway(SimulatedGateway.from_settings(settings))
+
+
 def get_gateway() -> PaymentGateway:
     global _gateway  # noqa: PLW0603
     if _gateway is None:

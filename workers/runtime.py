@@ -11,6 +11,7 @@ from pymongo.database import Database
 
 from messages import registry
 from readstore.db import Document, configure_database, get_database, set_database
+from sagas.store import SagaStore
 from workers import snapshots
 from workers.broker import bind, make_broker
 from workers.deadletters import DeadLetterStore
@@ -27,15 +28,17 @@ ACTOR_MODULES = [
     "workers.orders",
     "workers.inventory",
     "workers.payments",
-    "workers.inventory",
-    "workers.payments",
+    "workers.sagas",
     "workers.projections",
 ]
 
 
-def load_actor_modules() -> None:
+def load_actor_modules(settings: Settings | None = None) -> None:
+    """Import every actor module; one with a ``configure(settings)`` is configured too."""
     for name in ACTOR_MODULES:
-        importlib.import_module(name)
+        module = importlib.import_module(name)
+        if settings is not None and hasattr(module, "configure"):
+            module.configure(settings)
 
 
 def ensure_indexes(database: Database[Document] | None = None) -> None:
@@ -45,6 +48,7 @@ def ensure_indexes(database: Database[Document] | None = None) -> None:
     DeadLetterStore(database).indexes()
     for projection, _ in PROJECTIONS.values():
         projection(database).indexes()
+    SagaStore(database if database is not None else get_database()).indexes()
 
 
 @dataclass
@@ -71,7 +75,7 @@ def boot(
     settings = settings or Settings()
     if logging:
         configure_logging(settings.log_level, settings.log_format)
-    load_actor_modules()
+    load_actor_modules(settings)
     registry.check()  # refuse to start with a gap in an upcaster chain
     snapshots.configure(settings.snapshot_every)
     embedded = None

@@ -1,0 +1,162 @@
+"""Saga state in MongoDB: one document per saga, changed only at the version it was read at.
+
+A document holds the state, its version, the ids of the messages already handled, the
+messages still to send (written in the same update as the state change that produced them,
+so a crash cannot separate them), the deadline, and a bounded history of transitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from messages import Message, decode, encode
+from sagas.fulfilment import TERMINAL, Fulfilment
+
+Document = dict[str, Any]
+SAGAS = "sagas"
+#: Handled message ids kept per saga (a saga handles about ten messages in its life).
+HANDLED_KEPT = 200
+HISTORY_KEPT = 100
+
+
+@dataclass(frozen=True)
+class SagaRecord:
+    """A saga as stored: its state at ``version``, and what it has not sent yet."""
+
+    saga_id: str
+    version: int
+    state: Fulfilment
+    handled: frozenset[str]
+    pending: tuple[Message, ...]
+
+    @classmethod
+    def from_document(cls, doc: Document) -> SagaRecord:
+        return cls(
+            saga_id=doc["_id"],
+            version=doc["version"],
+            state=Fulfilment.model_validate(doc["state"]),
+            handled=frozenset(doc.get("handled", ())),
+            pending=tuple(decode(p) for p in doc.get("pending", ())),
+        )
+
+
+class SagaStore:
+    def __init__(self, database: Database[Document], name: str = SAGAS) -> None:
+        self.collection: Collection[Document] = database[name]
+
+    def indexes(self) -> None:
+        self.collection.create_index([("status", ASCENDING), ("updated_at", ASCENDING)])
+
+    def load(self, saga_id: str) -> SagaRecord | None:
+        doc = self.collection.find_one({"_id": saga_id}, {"history": 0})
+        return SagaRecord.from_document(doc) if doc else None
+
+    def create(self, state: Fulfilment, cause: Message, out: Sequence[Message]) -> bool:
+        """Store a new saga; ``False`` if it exists already (another delivery was first)."""
+        now = datetime.now(UTC)
+        doc: Document = {
+            "_id": str(state.order_id),
+            "version": 1,
+            "created_at": now,
+            "handled": [str(cause.message_id)],
+            "history": [_transition(None, state, cause, out, now)],
+            **_fields(state, out, now, finished=state.finished),
+        }
+        try:
+            self.collection.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def save(
+        self, record: SagaRecord, state: Fulfilment, cause: Message, out: Sequence[Message]
+    ) -> bool:
+        """Write the step at the version it was read at; ``False`` if another write came first."""
+        now = datetime.now(UTC)
+        update = {
+            "$set": {
+                **_fields(state, out, now, finished=state.finished and not record.state.finished),
+                "version": record.version + 1,
+            },
+            "$push": {
+                "handled": {"$each": [str(cause.message_id)], "$slice": -HANDLED_KEPT},
+                "history": {
+                    "$each": [_transition(record.state, state, cause, out, now)],
+                    "$slice": -HISTORY_KEPT,
+                },
+            },
+        }
+        result = self.collection.update_one(
+            {"_id": record.saga_id, "version": record.version}, update
+        )
+        return result.modified_count == 1
+
+    def clear_pending(self, saga_id: str, version: int) -> None:
+        """Forget messages sent; only if the saga is still at the version that produced them."""
+        self.collection.update_one({"_id": saga_id, "version": version}, {"$set": {"pending": []}})
+
+    def get(self, saga_id: str) -> Document | None:
+        return self.collection.find_one({"_id": saga_id})
+
+    def find(
+        self, status: str | None = None, older_than: timedelta | None = None, limit: int = 100
+    ) -> list[Document]:
+        """Sagas by state, least recently changed first when ``older_than`` is given."""
+        query: Document = {}
+        if status:
+            query["status"] = status
+        if older_than is not None:
+            query["updated_at"] = {"$lte": datetime.now(UTC) - older_than}
+        order = ASCENDING if older_than is not None else DESCENDING
+        cursor = self.collection.find(query, {"history": 0}).sort("updated_at", order).limit(limit)
+        return list(cursor)
+
+    def count_by_status(self) -> dict[str, int]:
+        rows = self.collection.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}])
+        return {row["_id"]: row["n"] for row in rows}
+
+    def count_running(self) -> int:
+        return self.collection.count_documents(
+            {"$or": [{"status": {"$nin": sorted(TERMINAL)}}, {"pending.0": {"$exists": True}}]}
+        )
+
+
+def _fields(
+    state: Fulfilment, out: Sequence[Message], now: datetime, *, finished: bool
+) -> Document:
+    fields: Document = {
+        "saga": "fulfilment",
+        "status": state.status,
+        "state": state.model_dump(mode="json"),
+        "deadline": state.deadline,
+        "pending": [encode(m) for m in out],
+        "updated_at": now,
+    }
+    if finished:
+        fields["finished_at"] = now
+    return fields
+
+
+def _transition(
+    before: Fulfilment | None,
+    after: Fulfilment,
+    cause: Message,
+    out: Sequence[Message],
+    now: datetime,
+) -> Document:
+    return {
+        "at": now,
+        "from": before.status if before else None,
+        "to": after.status,
+        "message_type": cause.type_name(),
+        "message_id": str(cause.message_id),
+        "sent": [m.type_name() for m in out],
+    }
