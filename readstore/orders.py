@@ -7,26 +7,45 @@ from decimal import Decimal
 from typing import Any, ClassVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 from pymongo import DESCENDING
 
 from messages import Event
+from messages.inventory import StockReserved
 from messages.orders import OrderCancelled, OrderConfirmed, OrderPlaced, order_stream
+from messages.payments import PaymentCharged, PaymentRefunded
 from readstore.consistency import Answer, ConsistencyToken, wait_until
 from readstore.db import get_database
 from readstore.mongo import from_mongo, money
 from readstore.projection import Projection, Update
 
 POSITION = "_version"
+#: Where the order's fulfilment streams (reservation, payment) are followed.
+FULFILMENT_POSITIONS: dict[type[Event], str] = {
+    StockReserved: "_stock",
+    PaymentCharged: "_payment",
+    PaymentRefunded: "_payment",
+}
+#: The moment each fulfilment fact became true, kept on the summary.
+FULFILMENT_FACTS: dict[type[Event], str] = {
+    StockReserved: "stock_reserved_at",
+    PaymentCharged: "paid_at",
+    PaymentRefunded: "refunded_at",
+}
 
 
 class OrderSummaries(Projection):
     name = "order_summary"
     collection_name = "order_summary"
-    handles: ClassVar[tuple[type[Event], ...]] = (OrderPlaced, OrderConfirmed, OrderCancelled)
+    handles: ClassVar[tuple[type[Event], ...]] = (
+        OrderPlaced,
+        OrderConfirmed,
+        OrderCancelled,
+        *FULFILMENT_POSITIONS,
+    )
 
     def locate(self, event: Event) -> tuple[Any, str]:
-        return str(event.order_id), POSITION  # type: ignore[attr-defined]
+        return str(event.order_id), FULFILMENT_POSITIONS.get(type(event), POSITION)  # type: ignore[attr-defined]
 
     def change(self, event: Event) -> Update:
         at = {"updated_at": event.occurred_at}
@@ -37,7 +56,8 @@ class OrderSummaries(Projection):
                 return {"$set": {**at, "status": "confirmed"}}
             case OrderCancelled():
                 return {"$set": {**at, "status": "cancelled", "cancel_reason": event.reason}}
-        return {}
+        fact = FULFILMENT_FACTS.get(type(event))
+        return {"$set": {fact: event.occurred_at}} if fact else {}
 
     def indexes(self) -> None:
         self.collection.create_index([("customer_id", 1), ("placed_at", DESCENDING)])
@@ -71,7 +91,20 @@ class OrderView(BaseModel):
     shipping_address: dict[str, Any] | None = None
     placed_at: datetime | None = None
     updated_at: datetime | None = None
+    stock_reserved_at: datetime | None = None
+    paid_at: datetime | None = None
+    refunded_at: datetime | None = None
     version: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def fulfilment(self) -> str:
+        """pending, stock_reserved, paid, confirmed or cancelled (see ``cancel_reason``)."""
+        if self.status in ("confirmed", "cancelled"):
+            return self.status
+        if self.paid_at is not None:
+            return "paid"
+        return "stock_reserved" if self.stock_reserved_at is not None else "pending"
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> OrderView:

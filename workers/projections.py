@@ -10,6 +10,7 @@ import structlog
 from messages import Event, Message
 from readstore.analytics import CustomerRegistrations, OrderAnalytics
 from readstore.customers import CustomerProfiles
+from readstore.inventory import InventoryLevels
 from readstore.orders import OrderSummaries
 from readstore.projection import Projection
 from workers.broker import message_actor
@@ -48,6 +49,7 @@ def projection_actor(projection: type[Projection]) -> dramatiq.Actor[Any, Any]:
 
 project_order_summary = projection_actor(OrderSummaries)
 project_customer_profile = projection_actor(CustomerProfiles)
+project_inventory_levels = projection_actor(InventoryLevels)
 project_order_analytics = projection_actor(OrderAnalytics)
 project_customer_registrations = projection_actor(CustomerRegistrations)
 
