@@ -11,6 +11,8 @@ from collections.abc import Sequence
 COMMAND_MODULES = [
     "workers.cli.service",
     "workers.cli.query",
+    "workers.cli.dlq",
+    "workers.cli.status",
 ]
 
 
