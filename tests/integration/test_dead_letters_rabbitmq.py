@@ -262,3 +262,53 @@ def test_nothing_is_lost_under_injected_failures(
     assert ingested[queue + ".XQ"] >= 20
     for suffix in ("", ".DQ", ".XQ"):
         rabbitmq_broker.channel.queue_delete(queue + suffix)
+
+
+def test_status_shows_dead_letters_and_fails_the_health_check(
+    rabbitmq_broker: RabbitmqBroker, rabbitmq_worker: Worker, settings: Settings
+) -> None:
+    # Given a healthy deployment
+    publish(register_customer()).wait(10)
+    settle(rabbitmq_broker, rabbitmq_worker)
+    healthy = sagaworks(settings, "status", "--json")
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    # When a message is dead-lettered
+    queue = settings.queue_prefix + "customers.commands"
+    message_id, body = envelope(queue, "handle_customer_command", "{not json")
+    raw_publish(queue, body)
+    wait_for(lambda: DeadLetterStore().get(message_id) is not None)
+    # Then status says so, per queue, exits non-zero, and exports it as metrics
+    shown = sagaworks(settings, "status", "--json")
+    assert shown.returncode == 1
+    report = json.loads(shown.stdout)
+    [figures] = [q for q in report["queues"] if q["name"] == queue]
+    assert figures["dead_letters"] == 1
+    assert set(report["projections"]) >= {"order_summary", "customer_profile"}
+    metrics = sagaworks(settings, "status", "--prometheus").stdout
+    assert f'sagaworks_queue_dead_letters{{queue="{queue}"}} 1.0' in metrics
+
+
+def test_dead_letter_whose_record_was_lost_is_ingested_from_xq(
+    rabbitmq_broker: RabbitmqBroker,
+    rabbitmq_worker: Worker,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a store that cannot record while a message is dead-lettered
+    def down(*_: Any, **__: Any) -> None:
+        raise ConnectionError("mongodb is down")
+
+    monkeypatch.setattr(DeadLetterStore, "record", down)
+    queue = settings.queue_prefix + "orders.commands"
+    message_id, body = envelope(queue, "handle_order_command", "{not json")
+    raw_publish(queue, body)
+    wait_for(lambda: rabbitmq_broker.get_queue_message_counts(queue)[2] == 1)
+    # When the store is back and the ingester drains .XQ
+    monkeypatch.undo()
+    wait_for(lambda: DeadLetterStore().get(message_id) is not None, timeout=20)
+    # Then the message is in the store, recorded from its .XQ copy, and .XQ is empty
+    entry = DeadLetterStore().get(message_id)
+    assert entry is not None
+    assert entry["source"] == "xq"
+    assert entry["replayable"] is True
+    assert rabbitmq_broker.get_queue_message_counts(queue)[2] == 0

@@ -131,3 +131,28 @@ def test_fingerprint_ignores_line_numbers_and_text(line: int) -> None:
     same_frames = 'File "x/orders.py", line 3, in place'
     assert fingerprint("ValueError", trace) == fingerprint("ValueError", same_frames)
     assert fingerprint("ValueError", trace) != fingerprint("KeyError", trace)
+
+
+def test_parked_stream_holds_later_events_until_released(database: Database[Document]) -> None:
+    # Given a customer stream whose first event is parked in its projection
+    from readstore.customers import CustomerProfiles
+    from readstore.projection import parked_streams, releasing
+    from workers.commands import execute
+    from workers.eventstore import EventStore
+
+    store = EventStore(database)
+    store.ensure_indexes()
+    command = register_customer()
+    commit = execute(command, store)
+    [first] = store.load(commit.token.stream_id)[0].events
+    later = first.model_copy(update={"stream_version": 2})
+    projection = CustomerProfiles(database)
+    projection.park(commit.token.stream_id, 1, "dead-1")
+    # When a later event of the stream arrives
+    held = projection.apply(later)
+    # Then it is held, not applied; the replayed event releases the stream
+    assert held is False
+    assert parked_streams(database)[0]["held"] == 1
+    with releasing():
+        assert projection.apply(first) is True
+    assert parked_streams(database) == []
