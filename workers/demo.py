@@ -1,4 +1,4 @@
-"""``sagaworks demo``: the whole service in one process, end to end, with a summary."""
+"""``sagaworks demo``: the whole service with its fulfilment saga, end to end, with invariants."""
 
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ from typing import Any
 from dramatiq import Worker
 
 from messages.customers import RegisterCustomer
-from messages.orders import Address, CancelOrder, ConfirmOrder, OrderLine, PlaceOrder
+from messages.inventory import AddStock
+from messages.orders import Address, OrderLine, PlaceOrder
 from readstore.db import get_database
-from readstore.orders import OrderSummaries
+from sagas.store import SagaStore
 from workers.eventstore import EventStore
+from workers.invariants import check_fulfilment
 from workers.outbox import Relay
 from workers.publishing import publish
 from workers.runtime import boot
@@ -50,7 +52,7 @@ def wait_for(label: str, count: Callable[[], int], total: int, timeout: float) -
     return done
 
 
-def random_order(rng: random.Random, customer_id: uuid.UUID) -> PlaceOrder:
+def random_order(rng: random.Random, customer_id: uuid.UUID, declined_share: float) -> PlaceOrder:
     lines = tuple(
         OrderLine(sku=sku, quantity=rng.randint(1, 3), unit_price=price)
         for sku, price in rng.sample(CATALOG, rng.randint(1, 3))
@@ -62,8 +64,13 @@ def random_order(rng: random.Random, customer_id: uuid.UUID) -> PlaceOrder:
         postal_code="12345",
         country="US",
     )
+    method = "declined-card" if rng.random() < declined_share else "card"
     return PlaceOrder(
-        order_id=uuid.uuid4(), customer_id=customer_id, lines=lines, shipping_address=address
+        order_id=uuid.uuid4(),
+        customer_id=customer_id,
+        lines=lines,
+        shipping_address=address,
+        payment_method=method,
     )
 
 
@@ -87,59 +94,81 @@ def run(orders: int, customers: int, threads: int, seed: int = 7) -> dict[str, A
 
 
 def _workload(orders: int, customers: int, seed: int, settings: Settings) -> dict[str, Any]:
+    """Restock, place orders (some short of stock, some declined), wait for every saga."""
     rng = random.Random(seed)
     db = get_database()
-    summaries = db[OrderSummaries.collection_name]
+    sagas = SagaStore(db)
     started = time.monotonic()
-    people = [uuid.uuid4() for _ in range(customers)]
-    receipts = [
-        publish(RegisterCustomer(customer_id=c, name=f"Customer {i}", email=f"c{i}@example.com"))
-        for i, c in enumerate(people)
-    ]
-    for receipt in receipts:
-        receipt.wait(30)
-    placed = [random_order(rng, rng.choice(people)) for _ in range(orders)]
-    for command in placed:
-        publish(command)
-    wait_for("orders placed", lambda: summaries.count_documents({}), orders, 120)
-    for i, command in enumerate(placed):
-        if i % 5 == 4:
-            publish(CancelOrder(order_id=command.order_id, reason="changed my mind"))
-        else:
-            publish(ConfirmOrder(order_id=command.order_id))
+    people = _register(customers)
+    # About four units an order spread over the catalog: stock for 60-100% of the demand.
+    demand = max(1, orders * 4 // len(CATALOG))
+    for sku, _ in CATALOG:
+        publish(AddStock(sku=sku, quantity=rng.randint(demand * 3 // 5 + 1, demand)))
+    for _ in range(orders):
+        publish(random_order(rng, rng.choice(people), declined_share=0.1))
     finished = wait_for(
-        "orders finished",
-        lambda: summaries.count_documents({"status": {"$in": ["confirmed", "cancelled"]}}),
+        "sagas finished",
+        lambda: (
+            orders - sagas.count_running() if sagas.collection.count_documents({}) >= orders else 0
+        ),
         orders,
-        120,
+        300,
     )
     elapsed = time.monotonic() - started
+    invariants = check_fulfilment(db)
     report = verify_read_models(db)
-    commands = customers + 2 * orders
     summary = {
+        **invariants.summary(),
         "orders_placed": orders,
         "orders_finished": finished,
-        "confirmed": summaries.count_documents({"status": "confirmed"}),
-        "cancelled": summaries.count_documents({"status": "cancelled"}),
-        "consistent": report.consistent,
+        "consistent": report.consistent and invariants.holds,
         "differences": report.differences[:20],
         "elapsed_seconds": round(elapsed, 2),
-        "commands_per_second": round(commands / elapsed, 1),
+        "orders_per_second": round(orders / elapsed, 1),
         **settings.describe(),
     }
     summary["_text"] = _text(summary)
     return summary
 
 
+def _register(customers: int) -> list[uuid.UUID]:
+    """Customers, one in ten with a limit low enough to have payments declined."""
+    people = [uuid.uuid4() for _ in range(customers)]
+    receipts = [
+        publish(
+            RegisterCustomer(
+                customer_id=c,
+                name=f"Customer {i}",
+                email=f"c{i}@example.com",
+                payment_limit=Decimal("40") if i % 10 == 9 else Decimal("10000"),
+            )
+        )
+        for i, c in enumerate(people)
+    ]
+    for receipt in receipts:
+        receipt.wait(30)
+    return people
+
+
 def _text(s: dict[str, Any]) -> str:
+    ok = "yes" if s["invariants_hold"] else "NO"
     lines = [
         "sagaworks demo",
         f"  broker / store      {s['amqp']} / {s['mongodb']}",
-        f"  orders placed       {s['orders_placed']} (finished {s['orders_finished']}: "
-        f"{s['confirmed']} confirmed, {s['cancelled']} cancelled)",
-        f"  read models consistent with the event store: {'yes' if s['consistent'] else 'NO'}",
-        f"  elapsed             {s['elapsed_seconds']} s",
-        f"  throughput          {s['commands_per_second']} commands/s",
+        f"  orders placed       {s['orders_placed']} (sagas finished {s['orders_finished']})",
+        f"  confirmed           {s['confirmed']}",
+        f"  cancelled           {s['cancelled']}",
+        *(f"    {reason:<18}{n}" for reason, n in s["cancelled_by_reason"].items()),
+        "  compensations run   "
+        + (", ".join(f"{k} {v}" for k, v in s["compensations"].items()) or "none"),
+        f"  money               charged {s['charged']} - refunded {s['refunded']}"
+        f" = confirmed {s['confirmed_total']}",
+        "  invariants          stock conserved per SKU, nothing left reserved, money conserved,",
+        f"                      no double charge, no order both confirmed and cancelled: {ok}",
+        f"  sagas running       {s['sagas_running']}",
+        "  read models consistent with the event store: "
+        + ("yes" if not s["differences"] else "NO"),
+        f"  elapsed             {s['elapsed_seconds']} s ({s['orders_per_second']} orders/s)",
     ]
-    lines += [f"  ! {d}" for d in s["differences"]]
+    lines += [f"  ! {d}" for d in [*s["violations"], *s["differences"]]]
     return "\n".join(lines)
