@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "workers.cli.query",
     "workers.cli.dlq",
     "workers.cli.status",
+    "workers.cli.projections",
 ]
 
 
