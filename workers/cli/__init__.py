@@ -11,6 +11,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = [
     "workers.cli.service",
     "workers.cli.query",
+    "workers.cli.sagas",
     "workers.cli.dlq",
     "workers.cli.status",
     "workers.cli.projections",
