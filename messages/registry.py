@@ -140,6 +140,11 @@ registry = Registry()
 decode = registry.decode
 
 
+def as_current(wire: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
+    """The wire document of ``wire`` read as its type's current version (upcast if older)."""
+    return encode(decode(wire))
+
+
 def upcaster(type_name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
     """Register ``fn`` to turn ``type_name`` data at ``from_version`` into the next version."""
 

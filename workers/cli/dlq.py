@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import re
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from messages.registry import InvalidMessage, as_current
 from workers.cli.output import add_json_flag, emit, fields, table
 
 _AGO = re.compile(r"^(\d+)([smhd])$")
@@ -162,8 +164,18 @@ def run_show(args: argparse.Namespace) -> int:
     if doc is None:
         raise LookupError(f"no dead letter {args.id}")
     doc["id"] = doc.pop("_id")
+    if doc.get("message"):
+        doc["message"] = _current(doc["message"])
     emit(args, doc, _show_text)
     return 0
+
+
+def _current(message: dict[str, Any]) -> dict[str, Any]:
+    """A message stored before its type evolved, read as the current version."""
+    try:
+        return as_current(message)
+    except InvalidMessage:
+        return message  # shown as stored when it no longer decodes
 
 
 def _show_text(doc: dict[str, Any]) -> str:
@@ -174,6 +186,8 @@ def _show_text(doc: dict[str, Any]) -> str:
     for event in doc.get("history", []):
         detail = event.get("by") or event.get("error_type") or ""
         lines.append(f"  {event.get('at')}  {event.get('event')}  {detail}")
+    if doc.get("message"):
+        lines += ["", "message (current version):", json.dumps(doc["message"], indent=2)]
     lines += ["", "traceback:", doc.get("traceback") or "  (none recorded)", "", "envelope:"]
     lines.append(doc.get("envelope") or doc.get("raw_body") or "(none)")
     return "\n".join(lines)
