@@ -51,7 +51,7 @@ def _store() -> Any:
     from workers.runtime import boot  # noqa: PLC0415
     from workers.settings import Settings  # noqa: PLC0415
 
-    boot(Settings(), embedded_ok=False, broker=StubBroker(), logging=False)
+    boot(Settings(), embedded_ok=False, broker=StubBroker())
     return SagaStore(get_database())
 
 
