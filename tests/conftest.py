@@ -69,6 +69,7 @@ def settings(mongo_url: str, database: Database[Document]) -> Settings:
         max_backoff_ms=200,
         max_retries=3,
         relay_grace_seconds=0.5,
+        fulfilment_saga=False,  # tests of the saga turn it on
         queue_prefix=f"t{database.name[-8:]}.",
         _env_file=None,  # type: ignore[call-arg]
     )

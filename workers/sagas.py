@@ -20,7 +20,10 @@ from messages.orders import OrderPlaced
 from readstore.db import get_database
 from sagas.fulfilment import HANDLES, saga_key, start, step
 from sagas.store import SagaStore
-from workers import faults  # noqa: F401 -- fault injection joins the broker middleware
+from workers import (
+    faults,  # noqa: F401 -- fault injection joins the broker middleware
+    outbox,
+)
 from workers.broker import message_actor
 from workers.errors import ConcurrencyError, InvalidMessageError
 from workers.outbox import subscribe
@@ -34,9 +37,15 @@ _step_seconds: float | None = None
 
 
 def configure(settings: Settings) -> None:
-    """Take the step deadline from ``settings`` (called at boot)."""
+    """At boot: the step deadline, and whether placed orders start a saga at all."""
     global _step_seconds  # noqa: PLW0603 -- process-wide, set once at boot
     _step_seconds = settings.saga_step_deadline_seconds
+    subscribed = [s for s in outbox.SUBSCRIBERS if s[0] is run_fulfilment_saga]
+    if settings.fulfilment_saga and not subscribed:
+        subscribe(run_fulfilment_saga, [t for t in HANDLES if issubclass(t, Event)])
+    elif not settings.fulfilment_saga:
+        for subscription in subscribed:
+            outbox.SUBSCRIBERS.remove(subscription)
 
 
 def step_seconds() -> float:
@@ -114,6 +123,3 @@ def run_fulfilment_saga(message: Message) -> None:
         raise InvalidMessageError(f"{message.type_name()} is not a fulfilment saga message")
     outcome = run_saga(message)
     log.info("saga.stepped", order_id=str(saga_key(message)), outcome=outcome)
-
-
-subscribe(run_fulfilment_saga, [t for t in HANDLES if issubclass(t, Event)])

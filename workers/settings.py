@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     relay_grace_seconds: float = Field(default=5.0, ge=0)
     relay_interval_seconds: float = Field(default=1.0, gt=0)
 
+    #: Every placed order starts an order-fulfilment saga (off: orders are confirmed upstream).
+    fulfilment_saga: bool = True
     #: A fulfilment saga step not answered within this is compensated (stock, then order).
     saga_step_deadline_seconds: float = Field(default=30.0, gt=0)
     #: The simulated payment gateway: latency of every call, of a ``slow…`` payment method,

@@ -12,10 +12,14 @@ from workers import sagas
 from workers.publishing import publish
 
 
+#: The saga on (the test settings leave it off), with deadlines short: they sit in the
+#: delay queue until due, and settle() waits for them.
+SAGA_ON = {"fulfilment_saga": True, "saga_step_deadline_seconds": 2.0}
+
+
 @pytest.fixture(autouse=True)
-def short_deadlines(settings, stub_broker):
-    # Deadlines sit in the delay queue until due, and settle() waits for them.
-    sagas.configure(settings.model_copy(update={"saga_step_deadline_seconds": 2.0}))
+def saga_on(settings, stub_broker):
+    sagas.configure(settings.model_copy(update=SAGA_ON))
 
 
 def fulfil(broker, worker, *lines, method="card", limit=Decimal("10000"), stock=10):

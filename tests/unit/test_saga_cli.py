@@ -6,7 +6,7 @@ import logging
 import pytest
 import structlog
 
-from tests.unit.test_saga_actor import fulfil
+from tests.unit.test_saga_actor import SAGA_ON, fulfil
 from workers import sagas
 from workers.cli import main
 
@@ -15,7 +15,7 @@ from workers.cli import main
 def cli_env(monkeypatch, settings, stub_broker):
     monkeypatch.setenv("SAGAWORKS_MONGODB_URL", settings.mongodb() or "")
     monkeypatch.setenv("SAGAWORKS_MONGODB_DB", settings.mongodb_db)
-    sagas.configure(settings.model_copy(update={"saga_step_deadline_seconds": 2.0}))
+    sagas.configure(settings.model_copy(update=SAGA_ON))
     yield
     # The CLI configured logging onto this test's captured stderr: undo it.
     structlog.reset_defaults()
