@@ -11,7 +11,6 @@ from tests.support import place_order, register_customer, settle
 from workers import sagas
 from workers.publishing import publish
 
-
 #: The saga on (the test settings leave it off), with deadlines short: they sit in the
 #: delay queue until due, and settle() waits for them.
 SAGA_ON = {"fulfilment_saga": True, "saga_step_deadline_seconds": 2.0}
