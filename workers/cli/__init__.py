@@ -7,6 +7,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from dramatiq.errors import DramatiqError
+from pika.exceptions import AMQPError
+from pymongo.errors import PyMongoError
+
+from readstore.db import redact_url
+
 #: Modules that add sub-commands; each has ``register(subparsers)``.
 COMMAND_MODULES = [
     "workers.cli.service",
@@ -37,8 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (LookupError, ValueError, RuntimeError) as exc:
-        print(f"sagaworks: {exc}", file=sys.stderr)
+        print(f"sagaworks: {redact_url(str(exc))}", file=sys.stderr)
         return 2
+    except (PyMongoError, AMQPError, DramatiqError) as exc:
+        reason = redact_url(str(exc)).split(", Timeout:")[0][:300]
+        print(f"sagaworks: cannot reach a server ({type(exc).__name__}): {reason}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":
