@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "workers.cli.dlq",
     "workers.cli.status",
     "workers.cli.projections",
+    "workers.cli.schema",
 ]
 
 
