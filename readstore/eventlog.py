@@ -69,9 +69,13 @@ def commits(database: Database[Document]) -> Collection[Document]:
 def read_commits(
     database: Database[Document], stream_id: str, after_version: int = 0
 ) -> list[Commit]:
-    """The commits of ``stream_id`` holding versions after ``after_version``, in order."""
-    query = {"_id": stream_range(stream_id), "version": {"$gt": after_version}}
-    cursor = commits(database).find(query).sort("_id", 1)
+    """The commits of ``stream_id`` holding versions after ``after_version``, in order.
+
+    Equality on ``stream_id`` with a range on ``version`` (index ``stream_version``): a
+    snapshot's tail reads only the commits after it, whatever the stream's length.
+    """
+    query = {"stream_id": stream_id, "version": {"$gt": after_version}}
+    cursor = commits(database).find(query).sort("version", 1)
     return [Commit.from_document(doc) for doc in cursor]
 
 

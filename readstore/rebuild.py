@@ -201,37 +201,42 @@ class Rebuild:
     def _replay(self) -> None:
         progress = Progress(
             "replay",
+            commits=int(self.state.get("commits", 0)),
             total_commits=commits(self.database).estimated_document_count(),
             resumed_from=self.state["last_commit"] or None,
         )
-        for batch in self._batches(self.state["last_commit"]):
+        for batch, scanned in self._batches(self.state["last_commit"]):
             operations = [next_update(self.target, e) for c in batch for e in c.events]
             write_in_order(self.target, operations)
             progress.events += len(operations)
-            self._save(last_commit=batch[-1].id, events=self.state["events"] + len(operations))
-            progress.commits = self._commits_done(batch[-1].id)
+            progress.commits += scanned
+            self._save(
+                last_commit=batch[-1].id,
+                events=self.state["events"] + len(operations),
+                commits=progress.commits,
+            )
             self.report(progress)
 
-    def _commits_done(self, last: str) -> int:
-        return commits(self.database).count_documents({"_id": {"$lte": last}})
-
-    def _batches(self, after: str) -> Iterator[list[Commit]]:
-        """Whole followed streams, about ``batch_size`` commits at a time, after ``after``."""
+    def _batches(self, after: str) -> Iterator[tuple[list[Commit], int]]:
+        """Whole followed streams, about ``batch_size`` commits at a time, after ``after``;
+        with each batch, how many commits were read for it (followed or not)."""
         cursor = commits(self.database).find({"_id": {"$gt": after}}).sort("_id", 1)
         batch: list[Commit] = []
         pending: list[Commit] = []  # the current stream, which may continue in the next read
+        scanned = 0
         for doc in cursor.batch_size(self.batch_size):
             commit = Commit.from_document(doc)
             if pending and pending[0].stream_id != commit.stream_id:
                 batch += pending if _follows(self.target, pending) else []
                 pending = []
                 if len(batch) >= self.batch_size:
-                    yield batch
-                    batch = []
+                    yield batch, scanned
+                    batch, scanned = [], 0
             pending.append(commit)
+            scanned += 1
         batch += pending if pending and _follows(self.target, pending) else []
         if batch:
-            yield batch
+            yield batch, scanned
 
     def _catch_up(self, projection: Projection, since: datetime) -> int:
         """Apply every commit committed since ``since`` (minus the margin); how many events."""

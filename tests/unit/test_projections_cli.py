@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
+import structlog
 
 from readstore.analytics import OrderAnalytics
 from readstore.cache import query_cache
@@ -20,6 +22,10 @@ def cli_env(monkeypatch, mongo_url, database):
     monkeypatch.delenv("SAGAWORKS_AMQP_URL", raising=False)
     query_cache.clear()
     seed_history(EventStore(database), orders=20)
+    yield
+    # The CLI configured logging onto pytest's captured stderr, which closes with the test.
+    structlog.reset_defaults()
+    logging.getLogger().handlers[:] = []
 
 
 def run(capsys, *argv: str) -> tuple[int, object, str]:

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from messages.inventory import AddStock
-from messages.orders import order_stream
+from messages.orders import ConfirmOrder, order_stream
 from readstore.analytics import OrderAnalytics, revenue_by_day
 from readstore.cache import query_cache
 from readstore.customers import CustomerProfiles, get_customer_profile
@@ -39,26 +38,28 @@ def apply_history(database: Any) -> None:
 
 
 @pytest.fixture
-def short_deadlines(settings, stub_broker):
-    # Saga deadlines sit in the delay queue until due, and settle() waits for them.
-    sagas.configure(settings.model_copy(update={"saga_step_deadline_seconds": 1.0}))
+def no_saga(settings, stub_broker):
+    # The orders here are confirmed by hand; the saga would race to fulfil them.
+    sagas.configure(settings.model_copy(update={"fulfilment_saga": False}))
 
 
 def live_traffic(broker: Any, worker: Any, orders: int = 3) -> list[uuid.UUID]:
-    """A customer places orders the saga fulfils, through the pipeline, to the end."""
+    """A customer places orders and confirms them, through the pipeline, to the end."""
     customer = register_customer("Live")
     publish(customer)
-    publish(AddStock(sku="LIVE", quantity=100))
     settle(broker, worker)
     placed = [place_order(customer.customer_id, ("LIVE", 2, "3.00")) for _ in range(orders)]
     for command in placed:
         publish(command)
     settle(broker, worker)
+    for command in placed:
+        publish(ConfirmOrder(order_id=command.order_id))
+    settle(broker, worker)
     return [command.order_id for command in placed]
 
 
 def test_rebuild_while_commands_flow_loses_nothing(
-    stub_broker, stub_worker, database, monkeypatch, short_deadlines
+    stub_broker, stub_worker, database, monkeypatch, no_saga
 ):
     # Given a history and its live model
     query_cache.clear()
