@@ -181,3 +181,32 @@ def test_state_that_is_not_annotated_is_not_snapshotted(store):
     # When / Then no snapshot is taken rather than a partial one
     assert snapshots.state_of(tally) is None
     assert not snapshots.SnapshotStore(store.database).save(tally, 1)
+
+
+def test_a_sku_round_trips_through_its_snapshot(store):
+    # Given a SKU with stock, holds and closed orders (dict and set state)
+    from messages.inventory import StockAdded, StockHeld, StockHoldReleased
+    from workers.inventory import Sku
+
+    sku = Sku("sku-A")
+    held, released = uuid.uuid4(), uuid.uuid4()
+    for event in (
+        StockAdded(sku="A", quantity=10),
+        StockHeld(sku="A", order_id=held, quantity=2),
+        StockHeld(sku="A", order_id=released, quantity=3),
+        StockHoldReleased(sku="A", order_id=released, quantity=3),
+    ):
+        sku.mutate(event)
+    sku.version = 4
+
+    # When it is snapshotted and restored
+    assert snapshots.SnapshotStore(store.database).save(sku, 4)
+    snapshot = snapshots.SnapshotStore(store.database).get("sku-A")
+    restored = snapshots.load(Sku, "sku-A", snapshot, [], store.load)
+
+    # Then the state is the same, types included
+    assert restored.version == 4
+    assert (restored.added, restored.held, restored.released) == (10, 5, 3)
+    assert restored.holds == {str(held): 2}
+    assert restored.closed == {str(released)}
+    assert restored.available == sku.available
