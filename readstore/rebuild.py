@@ -24,7 +24,7 @@ from pymongo import UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
-from messages import Event
+from messages import Event, registry
 from readstore.cache import bump_version
 from readstore.db import Document
 from readstore.eventlog import Commit, commits
@@ -120,6 +120,19 @@ def followed_streams(projection: Projection, batch: Iterable[Commit]) -> Iterato
         stream.append(commit)
     if stream and _follows(projection, stream):
         yield stream
+
+
+def handled_types(projection_type: type[Projection]) -> frozenset[str]:
+    """The registered type names ``projection_type`` handles (subclasses included)."""
+    return frozenset(
+        name for name, cls in registry.types().items() if issubclass(cls, projection_type.handles)
+    )
+
+
+def _decoded_if_followed(stream: list[Document], handled: frozenset[str]) -> list[Commit]:
+    if not any(raw.get("type") in handled for doc in stream for raw in doc["events"]):
+        return []
+    return [Commit.from_document(doc) for doc in stream]
 
 
 def _follows(projection: Projection, stream: list[Commit]) -> bool:
@@ -219,22 +232,23 @@ class Rebuild:
 
     def _batches(self, after: str) -> Iterator[tuple[list[Commit], int]]:
         """Whole followed streams, about ``batch_size`` commits at a time, after ``after``;
-        with each batch, how many commits were read for it (followed or not)."""
+        with each batch, how many commits were read for it (followed or not). Streams the
+        projection does not follow are skipped undecoded."""
         cursor = commits(self.database).find({"_id": {"$gt": after}}).sort("_id", 1)
+        handled = handled_types(self.kind)
         batch: list[Commit] = []
-        pending: list[Commit] = []  # the current stream, which may continue in the next read
+        pending: list[Document] = []  # the current stream, which may continue in the next read
         scanned = 0
         for doc in cursor.batch_size(self.batch_size):
-            commit = Commit.from_document(doc)
-            if pending and pending[0].stream_id != commit.stream_id:
-                batch += pending if _follows(self.target, pending) else []
+            if pending and pending[0]["stream_id"] != doc["stream_id"]:
+                batch += _decoded_if_followed(pending, handled)
                 pending = []
                 if len(batch) >= self.batch_size:
                     yield batch, scanned
                     batch, scanned = [], 0
-            pending.append(commit)
+            pending.append(doc)
             scanned += 1
-        batch += pending if pending and _follows(self.target, pending) else []
+        batch += _decoded_if_followed(pending, handled)
         if batch:
             yield batch, scanned
 
