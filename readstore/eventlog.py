@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -19,10 +18,6 @@ COMMITS = "commits"
 def commit_id(stream_id: str, version_from: int) -> str:
     """A commit's ``_id``: the stream and the first version it holds, so a stream reads in order."""
     return f"{stream_id}@{version_from:010d}"
-
-
-def stream_range(stream_id: str) -> dict[str, Any]:
-    return {"$gte": f"{stream_id}@", "$lt": f"{stream_id}@~"}
 
 
 @dataclass(frozen=True)
@@ -95,7 +90,7 @@ def read_stream(
 def stream_version(database: Database[Document], stream_id: str) -> int:
     """The current version of ``stream_id`` (0 when it does not exist)."""
     doc = commits(database).find_one(
-        {"_id": stream_range(stream_id)}, {"version": 1}, sort=[("_id", -1)]
+        {"stream_id": stream_id}, {"version": 1}, sort=[("version", -1)]
     )
     return int(doc["version"]) if doc else 0
 

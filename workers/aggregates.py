@@ -23,6 +23,18 @@ class Aggregate:
     SCHEMA_VERSION: ClassVar[int] = 1
     #: Take a snapshot every this many events (0: never); settings may override it by type.
     SNAPSHOT_EVERY: ClassVar[int] = 100
+    #: Every aggregate type by its stream type.
+    TYPES: ClassVar[dict[str, type[Aggregate]]] = {}
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "stream_type" in cls.__dict__:
+            Aggregate.TYPES[cls.stream_type] = cls
+
+    @classmethod
+    def type_of_stream(cls, stream_id: str) -> type[Aggregate] | None:
+        """The aggregate type whose streams ``stream_id`` belongs to (``order-…`` → Order)."""
+        return cls.TYPES.get(stream_id.split("-", 1)[0])
 
     def __init__(self, stream_id: str) -> None:
         self.stream_id = stream_id

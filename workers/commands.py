@@ -72,7 +72,7 @@ class Session:
         self.snapshot_store = SnapshotStore(self.store.database)
 
     def prefetch(self, stream_ids: list[str]) -> None:
-        found = self.snapshot_store.get_many(stream_ids)
+        found = self.snapshot_store.get_many([s for s in stream_ids if _snapshotted(s)])
         self.snapshots.update({s: found.get(s) for s in stream_ids})
         after = {s: snapshot.version for s, snapshot in found.items()}
         self.prefetched.update(self.store.load_streams(stream_ids, after))
@@ -81,13 +81,19 @@ class Session:
         if stream_id in self.snapshots:
             snapshot = self.snapshots.pop(stream_id)
         else:
-            snapshot = self.snapshot_store.get(stream_id)
+            snapshot = self.snapshot_store.get(stream_id) if _snapshotted(stream_id) else None
         commits = self.prefetched.pop(stream_id, None)
         aggregate = snapshots.load(aggregate_type, stream_id, snapshot, commits, self.store.load)
         if snapshots.is_due(aggregate_type, aggregate.snapshot_version, aggregate.version):
             self.snapshot_store.save(aggregate, aggregate.version)  # missing, or another schema
         self.loaded[stream_id] = aggregate
         return aggregate
+
+
+def _snapshotted(stream_id: str) -> bool:
+    """Whether streams like this one may have a snapshot (short-lived ones never do)."""
+    aggregate_type = Aggregate.type_of_stream(stream_id)
+    return aggregate_type is None or snapshots.snapshot_every(aggregate_type) > 0
 
 
 @dataclass(frozen=True)

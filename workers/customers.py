@@ -17,6 +17,7 @@ ENDPOINT = command_endpoint("customers")
 
 class Customer(Aggregate):
     stream_type = "customer"
+    SNAPSHOT_EVERY = 0  # one event per customer: a snapshot lookup would cost more than it saves
 
     name: str = ""
     payment_limit: Decimal = Decimal("0")

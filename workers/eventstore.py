@@ -17,7 +17,7 @@ from pymongo.errors import DuplicateKeyError
 
 from messages import Command, Event, encode
 from readstore.db import Document, get_database
-from readstore.eventlog import Commit, commit_id, commits, read_commits, stream_range
+from readstore.eventlog import Commit, commit_id, commits, read_commits
 from workers.errors import ConcurrencyError
 
 
@@ -58,13 +58,23 @@ class EventStore:
     ) -> dict[str, list[Commit]]:
         """The commits of each of ``stream_ids`` after ``after[stream]`` (0 when absent).
 
-        One indexed query per stream: an ``$or`` (or ``$in``) over streams is planned as a
-        collection scan by the embedded server, which grows with the whole store.
+        The streams read from the start share one indexed ``$in`` query; a stream read from a
+        snapshot gets its own query, so a long stream's head is never read.
         """
         after = after or {}
-        return {
-            s: read_commits(self.database, s, after.get(s, 0)) for s in dict.fromkeys(stream_ids)
-        }
+        streams = list(dict.fromkeys(stream_ids))
+        whole = [s for s in streams if not after.get(s)]
+        found: dict[str, list[Commit]] = {s: [] for s in streams}
+        if len(whole) == 1:
+            found[whole[0]] = read_commits(self.database, whole[0])
+        elif whole:
+            query = {"stream_id": {"$in": whole}}
+            for doc in self.commits.find(query).sort([("stream_id", 1), ("version", 1)]):
+                found[doc["stream_id"]].append(Commit.from_document(doc))
+        for s in streams:
+            if after.get(s):
+                found[s] = read_commits(self.database, s, after[s])
+        return found
 
     def append(
         self,
@@ -104,9 +114,7 @@ class EventStore:
     def commit_for(self, stream_id: str, command: Command | str) -> Commit | None:
         """The commit ``command`` produced on ``stream_id``, if it was committed."""
         command_id = command if isinstance(command, str) else str(command.message_id)
-        doc = self.commits.find_one(
-            {"_id": stream_range(stream_id), "stream_id": stream_id, "command_id": command_id}
-        )
+        doc = self.commits.find_one({"stream_id": stream_id, "command_id": command_id})
         return Commit.from_document(doc) if doc else None
 
     def mark_dispatched(self, commit_ids: Sequence[str]) -> None:

@@ -99,6 +99,8 @@ class SnapshotStore:
         self.collection = database[SNAPSHOTS]
 
     def get_many(self, stream_ids: list[str]) -> dict[str, Snapshot]:
+        if not stream_ids:
+            return {}
         docs = self.collection.find({"_id": {"$in": stream_ids}})
         return {doc["_id"]: _snapshot(doc) for doc in docs}
 
