@@ -45,6 +45,11 @@ def register(subparsers: Any) -> None:
     bench = subparsers.add_parser("bench", help="measure throughput on the real RabbitMQ")
     bench.add_argument("--commands", type=int, default=1000, help="commands per run (default 1000)")
     bench.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
+    bench.add_argument("--saga", action="store_true", help="orders through the fulfilment saga")
+    bench.add_argument("--orders", type=int, default=300, help="--saga: orders (default 300)")
+    bench.add_argument(
+        "--rate", type=float, default=10.0, help="--saga: orders per second (0: all at once)"
+    )
     add_json_flag(bench)
     bench.set_defaults(func=run_bench)
 
@@ -125,6 +130,12 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if args.saga:
+        from workers.bench_saga import run as run_saga  # noqa: PLC0415
+
+        report = run_saga(orders=args.orders, rate=args.rate, threads=args.threads)
+        emit(args, report, lambda r: r.pop("_text", "") or json.dumps(r))
+        return 0
     from workers.bench import run  # noqa: PLC0415 -- heavy imports only for this command
 
     report = run(commands=args.commands, threads=args.threads)

@@ -1,0 +1,184 @@
+"""``sagaworks bench --saga``: orders through the whole fulfilment saga on the real RabbitMQ.
+
+Orders arrive at a stated rate (0: all at once); each is timed from its ``PlaceOrder`` being
+sent to its saga's terminal state (``finished_at``, written by the saga's last step). Stock
+and the payment limit are ample and the card good, so every order is confirmed and the
+figures are per confirmed order. MongoDB round trips are counted on the workers' client
+only (the bench's own polling uses another client); RabbitMQ messages are the enqueues of
+the process (commands, events to each subscriber, the saga's delayed deadlines).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from dramatiq import Worker
+from dramatiq.middleware import Middleware
+from pydantic import SecretStr
+from pymongo import MongoClient
+
+from messages.customers import RegisterCustomer
+from messages.inventory import AddStock
+from messages.orders import Address, OrderLine, PlaceOrder
+from readstore.db import Document, connect
+from sagas.store import SagaStore
+from workers.bench import DEFAULT_AMQP, RoundTrips, _delete_queues
+from workers.embedded import EmbeddedMongo
+from workers.publishing import publish
+from workers.runtime import Runtime, boot
+from workers.settings import Settings
+
+SKUS = [f"BENCH-{i:02d}" for i in range(10)]
+
+
+class Enqueued(Middleware):
+    """Counts the messages this process sends to RabbitMQ."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def after_enqueue(self, broker: Any, message: Any, delay: Any) -> None:
+        with self._lock:
+            self.count += 1
+
+
+def run(orders: int, rate: float, threads: int) -> dict[str, Any]:
+    settings = _settings()
+    embedded = None if settings.mongodb() else EmbeddedMongo.start()
+    url = settings.mongodb() or (embedded.url if embedded else "")
+    trips = RoundTrips()
+    database = connect(url, settings.mongodb_db, event_listeners=[trips])
+    runtime = boot(settings, database=database)
+    enqueued = Enqueued()
+    runtime.broker.add_middleware(enqueued)
+    worker = Worker(runtime.broker, worker_threads=threads, worker_timeout=100)
+    worker.start()
+    observer: MongoClient[Document] = MongoClient(url, tz_aware=True)
+    try:
+        customer = _set_up(orders)
+        before = (trips.count, enqueued.count)
+        sent = _place(orders, rate, customer)
+        docs = _wait(SagaStore(observer[settings.mongodb_db]), set(sent), timeout=60 + orders)
+        used = (trips.count - before[0], enqueued.count - before[1])
+    finally:
+        worker.stop()
+        database.client.drop_database(settings.mongodb_db)
+        observer.close()
+        _close(runtime, embedded, settings)
+    return _report(sent, docs, used, rate=rate, threads=threads, settings=settings)
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    return settings.model_copy(
+        update={
+            "amqp_url": settings.amqp_url or SecretStr(DEFAULT_AMQP),
+            "queue_prefix": f"bench{uuid.uuid4().hex[:8]}.",
+            "mongodb_db": f"bench_{uuid.uuid4().hex[:8]}",
+            "fulfilment_saga": True,
+            "log_level": os.environ.get("SAGAWORKS_LOG_LEVEL", "WARNING"),
+        }
+    )
+
+
+def _set_up(orders: int) -> uuid.UUID:
+    customer = RegisterCustomer(customer_id=uuid.uuid4(), name="Bench", email="b@example.com")
+    receipts = [publish(customer)]
+    receipts += [publish(AddStock(sku=sku, quantity=orders * 10)) for sku in SKUS]
+    for receipt in receipts:
+        if receipt.wait(60) is None:
+            raise RuntimeError("the bench's customer and stock were not set up in time")
+    time.sleep(1.0)  # let their projections settle before the clock starts
+    return customer.customer_id
+
+
+def _place(orders: int, rate: float, customer_id: uuid.UUID) -> dict[str, datetime]:
+    """Send the orders at ``rate`` per second; when each was sent."""
+    address = Address(name="B", street="1 St", city="C", postal_code="1", country="US")
+    sent: dict[str, datetime] = {}
+    started = time.perf_counter()
+    for i in range(orders):
+        if rate > 0:
+            time.sleep(max(0.0, started + i / rate - time.perf_counter()))
+        lines = (
+            OrderLine(sku=SKUS[i % len(SKUS)], quantity=1, unit_price=Decimal("9.99")),
+            OrderLine(sku=SKUS[(i + 3) % len(SKUS)], quantity=2, unit_price=Decimal("4.50")),
+        )
+        command = PlaceOrder(
+            order_id=uuid.uuid4(), customer_id=customer_id, lines=lines, shipping_address=address
+        )
+        sent[str(command.order_id)] = datetime.now(UTC)
+        publish(command)
+    return sent
+
+
+def _wait(store: SagaStore, ids: set[str], timeout: float) -> list[Document]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        docs = list(
+            store.collection.find(
+                {"_id": {"$in": list(ids)}, "finished_at": {"$exists": True}},
+                {"status": 1, "finished_at": 1},
+            )
+        )
+        if len(docs) == len(ids):
+            return docs
+        time.sleep(0.25)
+    raise RuntimeError("not every saga finished in time")
+
+
+def _close(runtime: Runtime, embedded: EmbeddedMongo | None, settings: Settings) -> None:
+    _delete_queues(settings.amqp() or DEFAULT_AMQP, settings.queue_prefix, runtime.broker)
+    runtime.close()
+    if embedded is not None:
+        embedded.stop()
+
+
+def _report(
+    sent: dict[str, datetime],
+    docs: list[Document],
+    used: tuple[int, int],
+    *,
+    rate: float,
+    threads: int,
+    settings: Settings,
+) -> dict[str, Any]:
+    latencies = sorted((d["finished_at"] - sent[d["_id"]]).total_seconds() * 1000 for d in docs)
+    first, last = min(sent.values()), max(d["finished_at"] for d in docs)
+    confirmed = sum(1 for d in docs if d["status"] == "completed")
+    orders = len(sent)
+    report: dict[str, Any] = {
+        "orders": orders,
+        "confirmed": confirmed,
+        "arrival_rate": rate or "all at once",
+        "orders_per_second": round(orders / (last - first).total_seconds(), 1),
+        "latency_ms_p50": round(statistics.median(latencies), 1),
+        "latency_ms_p99": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
+        "mongodb_round_trips_per_order": round(used[0] / orders, 1),
+        "rabbitmq_messages_per_order": round(used[1] / orders, 1),
+        "worker_threads": threads,
+        "store": settings.describe()["mongodb"],
+        "broker": settings.describe()["amqp"],
+    }
+    report["_text"] = "\n".join(
+        [
+            f"sagaworks bench --saga: {orders} orders at {report['arrival_rate']}/s, "
+            f"1 process x {threads} threads",
+            f"  broker {report['broker']}; store {report['store']}",
+            f"  confirmed            {confirmed}/{orders}",
+            f"  throughput           {report['orders_per_second']} orders/s through the saga",
+            f"  latency PlaceOrder -> terminal   p50 {report['latency_ms_p50']} ms, "
+            f"p99 {report['latency_ms_p99']} ms",
+            f"  MongoDB round trips  {report['mongodb_round_trips_per_order']} per order",
+            f"  RabbitMQ messages    {report['rabbitmq_messages_per_order']} per order",
+        ]
+    )
+    return report
