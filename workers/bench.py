@@ -38,6 +38,7 @@ from workers.runtime import boot
 from workers.settings import Settings
 
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+ORDERS_PER_CUSTOMER = 20
 
 
 class RoundTrips(monitoring.CommandListener):
@@ -178,7 +179,7 @@ class _Bench:
         )
 
     def naive(self, commands: int) -> dict[str, Any]:
-        for command in _orders(commands, uuid.uuid4()):
+        for command in _orders(commands, _customers(commands)):
             self.place.send(encode(command))
         result = self._timed({"naive_place", "naive_summary", "naive_profile"}, commands * 3)
         result["round_trips_per_command"] = round(result["round_trips"] / commands, 2)
@@ -188,19 +189,22 @@ class _Bench:
     def sagaworks(self, commands: int) -> dict[str, Any]:
         from messages.customers import RegisterCustomer  # noqa: PLC0415 -- bench-only set-up
 
-        customer = RegisterCustomer(customer_id=uuid.uuid4(), name="Bench", email="b@example.com")
-        receipt = publish(customer)
+        customers = [
+            RegisterCustomer(customer_id=c, name=f"Bench {i}", email=f"b{i}@example.com")
+            for i, c in enumerate(_customers(commands))
+        ]
+        receipts = [publish(customer) for customer in customers]
         self.worker.resume()
-        registered = receipt.wait(30)
+        registered = [receipt.wait(30) for receipt in receipts]
         self.worker.join()
         self.worker.pause()
-        assert registered is not None, "the bench customer was not registered"
+        assert all(registered), "the bench customers were not registered"
         actors = {"handle_order_command", "project_order_summary", "project_customer_profile"}
         saved = list(outbox.SUBSCRIBERS)
         # The pipeline under test: the command and its two read models, nothing downstream.
         outbox.SUBSCRIBERS[:] = [(a, t) for a, t in saved if a.actor_name in actors]
         try:
-            for command in _orders(commands, customer.customer_id):
+            for command in _orders(commands, [c.customer_id for c in customers]):
                 self.broker.enqueue(envelope(command))
             result = self._timed(actors, commands * 3)
         finally:
@@ -213,16 +217,24 @@ def _noop(_: Any) -> None:
     pass
 
 
-def _orders(count: int, customer_id: uuid.UUID) -> list[Any]:
+def _customers(commands: int) -> list[uuid.UUID]:
+    """One customer per 20 orders: a customer's profile follows each of their orders."""
+    return [uuid.uuid4() for _ in range(max(1, commands // ORDERS_PER_CUSTOMER))]
+
+
+def _orders(count: int, customer_ids: list[uuid.UUID]) -> list[Any]:
     from messages.orders import Address, OrderLine, PlaceOrder  # noqa: PLC0415
 
     address = Address(name="B", street="1 St", city="C", postal_code="1", country="US")
     lines = (OrderLine(sku="SKU-1", quantity=2, unit_price="9.99"),)
     return [
         PlaceOrder(
-            order_id=uuid.uuid4(), customer_id=customer_id, lines=lines, shipping_address=address
+            order_id=uuid.uuid4(),
+            customer_id=customer_ids[i % len(customer_ids)],
+            lines=lines,
+            shipping_address=address,
         )
-        for _ in range(count)
+        for i in range(count)
     ]
 
 
