@@ -56,6 +56,11 @@ def run_saga(message: Message, store: SagaStore | None = None) -> str:
     """Apply ``message`` to its saga; what became of it (a status, or why nothing happened)."""
     store = store or SagaStore(get_database())
     saga_id = str(saga_key(message))
+    if isinstance(message, OrderPlaced):
+        # The common case is a new saga: try to create it before reading anything.
+        state, out = start(message, step_seconds())
+        if store.create(state, message, out):
+            return _send_and_forget(store, saga_id, 1, out, state.status)
     for _ in range(ATTEMPTS):
         record = store.load(saga_id)
         if record is None:
