@@ -42,7 +42,9 @@ def settle(broker: dramatiq.Broker, worker: Worker, timeout: float = 60.0) -> No
 def _pending(broker: dramatiq.Broker, queue: str) -> bool:
     if isinstance(broker, StubBroker):
         delayed = broker.queues.get(f"{queue}.DQ")
-        return broker.queues[queue].unfinished_tasks > 0 or bool(delayed and delayed.unfinished_tasks)
+        return broker.queues[queue].unfinished_tasks > 0 or bool(
+            delayed and delayed.unfinished_tasks
+        )
     counts: Any = broker.get_queue_message_counts(queue)  # type: ignore[attr-defined]
     return bool(counts[0] or counts[1])
 
