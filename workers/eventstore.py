@@ -103,7 +103,16 @@ class EventStore:
             self.commits.insert_one(doc)
         except DuplicateKeyError:
             self._raise_conflict(stream_id, expected_version, command)
-        return Commit.from_document(doc)
+        return Commit(
+            id=doc["_id"],
+            stream_id=stream_id,
+            version_from=first,
+            version=doc["version"],
+            events=tuple(e.recorded(stream_id, first + i) for i, e in enumerate(events)),
+            command_id=doc.get("command_id"),
+            committed_at=doc["committed_at"],
+            dispatched=False,
+        )
 
     def _raise_conflict(self, stream_id: str, expected: int, command: Command | None) -> None:
         existing = self.commit_for(stream_id, command) if command else None

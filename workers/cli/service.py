@@ -125,7 +125,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from workers.demo import run  # noqa: PLC0415 -- heavy imports only for this command
 
     summary = run(orders=args.orders, customers=args.customers, threads=args.threads)
-    emit(args, summary, lambda s: s.pop("_text", "") or json.dumps(s))
+    text = summary.pop("_text", "")
+    emit(args, summary, lambda _: text)
     return 0 if summary.get("consistent") else 1
 
 
@@ -134,10 +135,12 @@ def run_bench(args: argparse.Namespace) -> int:
         from workers.bench_saga import run as run_saga  # noqa: PLC0415
 
         report = run_saga(orders=args.orders, rate=args.rate, threads=args.threads)
-        emit(args, report, lambda r: r.pop("_text", "") or json.dumps(r))
+        text = report.pop("_text", "")
+        emit(args, report, lambda _: text)
         return 0
     from workers.bench import run  # noqa: PLC0415 -- heavy imports only for this command
 
     report = run(commands=args.commands, threads=args.threads)
-    emit(args, report, lambda r: r.pop("_text", "") or json.dumps(r))
+    text = report.pop("_text", "")
+    emit(args, report, lambda _: text)
     return 0
