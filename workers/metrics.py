@@ -27,6 +27,11 @@ class StatusCollector:
         for state, count in sorted(result.sagas.items()):
             sagas.add_metric([state], count)
         yield sagas
+        overdue = GaugeMetricFamily(
+            "sagaworks_sagas_overdue", "Running sagas past their step deadline (stuck)"
+        )
+        overdue.add_metric([], result.overdue_sagas)
+        yield overdue
         healthy = GaugeMetricFamily("sagaworks_healthy", "1 when nothing needs attention")
         healthy.add_metric([], 0 if result.attention else 1)
         yield healthy

@@ -16,6 +16,7 @@ import json
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pika
@@ -23,12 +24,16 @@ from pymongo.database import Database
 
 from readstore.db import Document
 from readstore.projection import parked_streams
+from sagas.fulfilment import TERMINAL
+from sagas.store import SagaStore
 from workers.broker import BASE_QUEUES
 from workers.deadletters import DeadLetterStore
 from workers.eventstore import EventStore
 from workers.settings import Settings
 
 SAGAS = "sagas"
+#: A running saga this long past its step deadline is stuck (its timeout never ran).
+OVERDUE_GRACE = timedelta(minutes=5)
 
 
 @dataclass
@@ -47,6 +52,7 @@ class Status:
     projections: dict[str, dict[str, Any]]
     sagas: dict[str, int]
     undispatched: int
+    overdue_sagas: int = 0
     attention: list[str] = field(default_factory=list)
 
     def asdict(self) -> dict[str, Any]:
@@ -54,6 +60,7 @@ class Status:
             "queues": [vars(q) for q in self.queues],
             "projections": self.projections,
             "sagas": self.sagas,
+            "overdue_sagas": self.overdue_sagas,
             "undispatched_commits": self.undispatched,
             "dead_letters": sum(q.dead_letters for q in self.queues),
             "attention": self.attention,
@@ -146,8 +153,14 @@ def sagas_by_state(database: Database[Document]) -> dict[str, int]:
     """Sagas per state, when a saga store exists in this database."""
     if SAGAS not in database.list_collection_names():
         return {}
-    pipeline: list[Document] = [{"$group": {"_id": "$state", "count": {"$sum": 1}}}]
-    return {str(d["_id"]): d["count"] for d in database[SAGAS].aggregate(pipeline)}
+    return SagaStore(database).count_by_status()
+
+
+def overdue_sagas(database: Database[Document], grace: timedelta = OVERDUE_GRACE) -> int:
+    """Running sagas whose step deadline passed more than ``grace`` ago: stuck, not slow."""
+    cutoff = datetime.now(UTC) - grace
+    query = {"status": {"$nin": sorted(TERMINAL)}, "deadline": {"$lt": cutoff}}
+    return database[SAGAS].count_documents(query)
 
 
 def status(settings: Settings, database: Database[Document]) -> Status:
@@ -158,6 +171,7 @@ def status(settings: Settings, database: Database[Document]) -> Status:
         projections=projection_lag(settings, database, queues, undispatched),
         sagas=sagas_by_state(database),
         undispatched=undispatched,
+        overdue_sagas=overdue_sagas(database),
     )
     result.attention = attention(result, settings.max_projection_lag)
     return result
@@ -181,4 +195,9 @@ def attention(result: Status, max_lag: int) -> list[str]:
         for name, figures in result.projections.items()
         if figures["parked_streams"]
     ]
+    if result.overdue_sagas:
+        notes.append(
+            f"{result.overdue_sagas} saga(s) past their step deadline: "
+            "sagaworks sagas list --older-than 5m"
+        )
     return notes

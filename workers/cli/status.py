@@ -90,7 +90,7 @@ def _text(data: dict[str, Any]) -> str:
             queues,
             projections,
             f"undispatched commits: {data['undispatched_commits']}",
-            f"sagas: {sagas}",
+            f"sagas: {sagas} (past their deadline: {data['overdue_sagas']})",
             f"attention:\n{verdict}",
         ]
     )
