@@ -8,6 +8,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+from dramatiq.errors import DecodeError
 
 from readstore.db import redact_url
 
@@ -75,6 +76,10 @@ class HideMessageBodies(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.args and isinstance(record.args, tuple):
             record.args = tuple(_identify(a) for a in record.args)
+        if record.exc_info and isinstance(record.exc_info[1], DecodeError):
+            # Its message and its cause quote the undecodable body: say what, not what it held.
+            record.msg, record.args = f"{record.getMessage()} (the body is not logged)", ()
+            record.exc_info, record.exc_text = None, None
         return True
 
 

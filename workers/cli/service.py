@@ -10,6 +10,7 @@ from typing import Any
 
 from messages import Command, registry
 from workers.cli.output import add_json_flag, emit, fields
+from workers.logs import configure_logging
 from workers.runtime import Runtime, boot
 from workers.settings import Settings
 
@@ -69,7 +70,9 @@ def run_worker(args: argparse.Namespace) -> int:
     settings = Settings()
     if not settings.amqp_url or not settings.mongodb_url:
         raise RuntimeError("a worker needs SAGAWORKS_AMQP_URL and SAGAWORKS_MONGODB_URL")
+    configure_logging(settings.log_level, settings.log_format)
     argv = ["workers.app", "--processes", str(args.processes), "--threads", str(args.threads)]
+    argv.append("--skip-logging")  # every process logs through structlog, JSON in production
     if args.queues:
         argv += ["--queues", *(settings.queue_prefix + q for q in args.queues)]
     parsed = make_argument_parser().parse_args(argv)  # type: ignore[no-untyped-call]
