@@ -14,7 +14,6 @@ from dramatiq.middleware import (
     CurrentMessage,
     Middleware,
     Pipelines,
-    Retries,
     ShutdownNotifications,
     TimeLimit,
 )
@@ -23,7 +22,7 @@ from messages import Message, decode
 from messages.registry import InvalidMessage
 from workers.dead_lettering import DeadLetters
 from workers.errors import InvalidMessageError, PermanentError
-from workers.middleware import LogContext, MessageSizeLimit
+from workers.middleware import GuardedRetries, LogContext, MessageSizeLimit
 from workers.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -52,7 +51,7 @@ def middleware(settings: Settings) -> list[Middleware]:
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
-        Retries(
+        GuardedRetries(
             max_retries=settings.max_retries,
             min_backoff=settings.min_backoff_ms,
             max_backoff=settings.max_backoff_ms,
