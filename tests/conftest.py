@@ -93,6 +93,15 @@ def stub_worker(stub_broker: StubBroker) -> Iterator[Worker]:
     worker.stop()
 
 
+def require_rabbitmq() -> None:
+    """Fail the test in CI when RabbitMQ is missing; skip it elsewhere."""
+    if not rabbitmq_available():
+        message = f"RabbitMQ is not reachable at {AMQP_URL}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 def rabbitmq_available() -> bool:
     try:
         pika.BlockingConnection(pika.URLParameters(AMQP_URL)).close()
@@ -104,11 +113,7 @@ def rabbitmq_available() -> bool:
 @pytest.fixture
 def rabbitmq_broker(settings: Settings, database: Database[Document]) -> Iterator[RabbitmqBroker]:
     """The real RabbitMQ: a missing broker fails the test in CI and skips it elsewhere."""
-    if not rabbitmq_available():
-        message = f"RabbitMQ is not reachable at {AMQP_URL}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_rabbitmq()
     broker = make_rabbitmq_broker(settings)
     boot(settings, broker=broker, database=database, logging=False)
     broker.flush_all()

@@ -64,10 +64,38 @@ def middleware(settings: Settings) -> list[Middleware]:
     ]
 
 
+class Rabbitmq(RabbitmqBroker):
+    """Dramatiq's RabbitMQ broker; optionally with quorum queues for commands and sagas.
+
+    Quorum queues are replicated across a RabbitMQ cluster, so a node's loss loses no
+    command or saga message. A queue's type is fixed when it is declared: switch it on for a
+    new deployment (or after draining and deleting the queues), never on live ones.
+    """
+
+    def __init__(self, *, quorum: bool = False, **kwargs: Any) -> None:
+        self.quorum = quorum
+        super().__init__(**kwargs)
+
+    def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
+        arguments: dict[str, Any] = super()._build_queue_arguments(queue_name)  # type: ignore[no-untyped-call]
+        if self.quorum and is_critical_queue(queue_name):
+            arguments["x-queue-type"] = "quorum"
+        return arguments
+
+
+def is_critical_queue(queue_name: str) -> bool:
+    """Command and saga queues (and their delay queues): the ones worth replicating."""
+    base = queue_name.removeprefix(_queue_prefix).removesuffix(".DQ")
+    return base.endswith(".commands") or base.startswith("sagas.")
+
+
 def rabbitmq_broker(settings: Settings) -> RabbitmqBroker:
     """RabbitMQ at ``SAGAWORKS_AMQP_URL``, with publisher confirms (no silent loss)."""
-    return RabbitmqBroker(
-        url=settings.amqp(), confirm_delivery=True, middleware=middleware(settings)
+    return Rabbitmq(
+        url=settings.amqp(),
+        confirm_delivery=True,
+        middleware=middleware(settings),
+        quorum=settings.quorum_queues,
     )
 
 

@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     #: MongoDB; unset means an embedded SecantusDB server started for the process.
     mongodb_url: SecretStr | None = None
     mongodb_db: str = "sagaworks"
+    #: Declare command and saga queues as quorum queues (replicated in a RabbitMQ cluster).
+    quorum_queues: bool = False
     #: Put before every queue name, so deployments (or tests) can share a virtual host.
     queue_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
 
