@@ -17,7 +17,6 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pymongo import ReturnDocument
 from pymongo.database import Database
 
 from readstore.consistency import Answer, ConsistencyToken, wait_until
@@ -33,13 +32,9 @@ def model_version(database: Database[Document], model: str) -> int:
     return int(doc["version"]) if doc else 0
 
 
-def bump_version(database: Database[Document], model: str) -> int:
+def bump_version(database: Database[Document], model: str) -> None:
     """Advance ``model``'s change counter; call it after every write to the model."""
-    doc = database[VERSIONS].find_one_and_update(
-        {"_id": model}, {"$inc": {"version": 1}}, upsert=True, return_document=ReturnDocument.AFTER
-    )
-    assert doc is not None  # upserted
-    return int(doc["version"])
+    database[VERSIONS].update_one({"_id": model}, {"$inc": {"version": 1}}, upsert=True)
 
 
 @dataclass(frozen=True)
