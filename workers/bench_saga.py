@@ -29,7 +29,7 @@ from messages.inventory import AddStock
 from messages.orders import Address, OrderLine, PlaceOrder
 from readstore.db import Document, connect
 from sagas.store import SagaStore
-from workers.bench import DEFAULT_AMQP, RoundTrips, _delete_queues
+from workers.bench import DEFAULT_AMQP, ORDERS_PER_CUSTOMER, RoundTrips, _delete_queues
 from workers.embedded import EmbeddedMongo
 from workers.publishing import publish
 from workers.runtime import Runtime, boot
@@ -63,9 +63,9 @@ def run(orders: int, rate: float, threads: int) -> dict[str, Any]:
     worker.start()
     observer: MongoClient[Document] = MongoClient(url, tz_aware=True)
     try:
-        customer = _set_up(orders)
+        customers = _set_up(orders)
         before = (trips.count, enqueued.count)
-        sent = _place(orders, rate, customer)
+        sent = _place(orders, rate, customers)
         docs = _wait(SagaStore(observer[settings.mongodb_db]), set(sent), timeout=60 + orders)
         used = (trips.count - before[0], enqueued.count - before[1])
     finally:
@@ -89,18 +89,22 @@ def _settings() -> Settings:
     )
 
 
-def _set_up(orders: int) -> uuid.UUID:
-    customer = RegisterCustomer(customer_id=uuid.uuid4(), name="Bench", email="b@example.com")
-    receipts = [publish(customer)]
+def _set_up(orders: int) -> list[uuid.UUID]:
+    """Customers (one per 20 orders) and ample stock, ready before the clock starts."""
+    customers = [
+        RegisterCustomer(customer_id=uuid.uuid4(), name=f"Bench {i}", email=f"b{i}@example.com")
+        for i in range(max(1, orders // ORDERS_PER_CUSTOMER))
+    ]
+    receipts = [publish(customer) for customer in customers]
     receipts += [publish(AddStock(sku=sku, quantity=orders * 10)) for sku in SKUS]
     for receipt in receipts:
         if receipt.wait(60) is None:
             raise RuntimeError("the bench's customer and stock were not set up in time")
     time.sleep(1.0)  # let their projections settle before the clock starts
-    return customer.customer_id
+    return [customer.customer_id for customer in customers]
 
 
-def _place(orders: int, rate: float, customer_id: uuid.UUID) -> dict[str, datetime]:
+def _place(orders: int, rate: float, customer_ids: list[uuid.UUID]) -> dict[str, datetime]:
     """Send the orders at ``rate`` per second; when each was sent."""
     address = Address(name="B", street="1 St", city="C", postal_code="1", country="US")
     sent: dict[str, datetime] = {}
@@ -113,7 +117,10 @@ def _place(orders: int, rate: float, customer_id: uuid.UUID) -> dict[str, dateti
             OrderLine(sku=SKUS[(i + 3) % len(SKUS)], quantity=2, unit_price=Decimal("4.50")),
         )
         command = PlaceOrder(
-            order_id=uuid.uuid4(), customer_id=customer_id, lines=lines, shipping_address=address
+            order_id=uuid.uuid4(),
+            customer_id=customer_ids[i % len(customer_ids)],
+            lines=lines,
+            shipping_address=address,
         )
         sent[str(command.order_id)] = datetime.now(UTC)
         publish(command)
@@ -121,17 +128,14 @@ def _place(orders: int, rate: float, customer_id: uuid.UUID) -> dict[str, dateti
 
 
 def _wait(store: SagaStore, ids: set[str], timeout: float) -> list[Document]:
+    """The finished sagas, once all are; a cheap count while waiting (the store is measured)."""
     deadline = time.monotonic() + timeout
+    finished = {"finished_at": {"$exists": True}}
     while time.monotonic() < deadline:
-        docs = list(
-            store.collection.find(
-                {"_id": {"$in": list(ids)}, "finished_at": {"$exists": True}},
-                {"status": 1, "finished_at": 1},
-            )
-        )
-        if len(docs) == len(ids):
-            return docs
-        time.sleep(0.25)
+        if store.collection.count_documents(finished) >= len(ids):
+            docs = list(store.collection.find(finished, {"status": 1, "finished_at": 1}))
+            return [doc for doc in docs if doc["_id"] in ids]
+        time.sleep(0.5)
     raise RuntimeError("not every saga finished in time")
 
 
