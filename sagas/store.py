@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
@@ -101,7 +101,12 @@ class SagaStore:
 
     def clear_pending(self, saga_id: str, version: int) -> None:
         """Forget messages sent; only if the saga is still at the version that produced them."""
-        self.collection.update_one({"_id": saga_id, "version": version}, {"$set": {"pending": []}})
+        self.collection.bulk_write([self.sent(saga_id, version)])
+
+    @staticmethod
+    def sent(saga_id: str, version: int) -> UpdateOne:
+        """The update that forgets a step's messages once sent (if the saga is still there)."""
+        return UpdateOne({"_id": saga_id, "version": version}, {"$set": {"pending": []}})
 
     def get(self, saga_id: str) -> Document | None:
         return self.collection.find_one({"_id": saga_id})

@@ -3,10 +3,7 @@ re-sends commits a crash left undispatched. Consumers are idempotent, so a re-se
 
 from __future__ import annotations
 
-import atexit
-import os
 import threading
-import time
 import uuid
 from collections.abc import Iterable
 from datetime import timedelta
@@ -14,12 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 import dramatiq
 import structlog
-from pymongo.collection import Collection
-from pymongo.errors import PyMongoError
+from pymongo import UpdateOne
 
 from messages import Event, encode
-from readstore.db import Document
 from readstore.eventlog import Commit
+from workers.writebehind import WRITE_BEHIND
 
 if TYPE_CHECKING:
     from workers.eventstore import EventStore
@@ -64,49 +60,7 @@ def dispatch(commit: Commit, store: EventStore) -> None:
     for event in commit.events:
         for actor in subscribers_of(event):
             send_event(event, actor)
-    DISPATCH_MARKS.add(store.commits, commit.id)
-
-
-class DispatchMarks:
-    """Collects dispatched commit ids and marks them with one update per batch."""
-
-    def __init__(self, interval: float = 0.05) -> None:
-        self.interval = interval
-        self._lock = threading.Lock()
-        self._pending: dict[tuple[int, str, str], tuple[Collection[Document], list[str]]] = {}
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-        atexit.register(self.flush)
-
-    def add(self, collection: Collection[Document], commit_id: str) -> None:
-        key = (id(collection.database.client), collection.database.name, collection.name)
-        with self._lock:
-            self._pending.setdefault(key, (collection, []))[1].append(commit_id)
-            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
-                self._pid = os.getpid()
-                self._thread = threading.Thread(
-                    target=self._run, name="dispatch-marks", daemon=True
-                )
-                self._thread.start()
-
-    def flush(self) -> int:
-        """Write every pending mark now; the number of commits marked."""
-        with self._lock:
-            batches, self._pending = list(self._pending.values()), {}
-        for collection, ids in batches:
-            collection.update_many({"_id": {"$in": ids}}, {"$set": {"dispatched": True}})
-        return sum(len(ids) for _, ids in batches)
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self.interval)
-            try:
-                self.flush()
-            except PyMongoError:
-                log.warning("outbox.marks_failed")  # the relay will re-send those commits
-
-
-DISPATCH_MARKS = DispatchMarks()
+    WRITE_BEHIND.add(store.commits, UpdateOne({"_id": commit.id}, {"$set": {"dispatched": True}}))
 
 
 class Relay:
@@ -118,12 +72,12 @@ class Relay:
 
     def run_once(self) -> int:
         """Dispatch every overdue commit; the number dispatched."""
-        DISPATCH_MARKS.flush()
+        WRITE_BEHIND.flush()
         sent = 0
         while batch := self.store.undispatched(self.grace):
             for commit in batch:
                 dispatch(commit, self.store)
-            DISPATCH_MARKS.flush()
+            WRITE_BEHIND.flush()
             sent += len(batch)
         if sent:
             log.warning("relay.redispatched", commits=sent)

@@ -29,6 +29,7 @@ from workers.errors import ConcurrencyError, InvalidMessageError
 from workers.outbox import subscribe
 from workers.publishing import envelope
 from workers.settings import Settings
+from workers.writebehind import WRITE_BEHIND
 
 log = structlog.get_logger("sagaworks.sagas")
 
@@ -89,7 +90,8 @@ def _send_and_forget(
 ) -> str:
     if out:
         send_all(out)
-        store.clear_pending(saga_id, version)
+        # Written behind: if a crash loses it, the saga's next step replaces ``pending``.
+        WRITE_BEHIND.add(store.collection, store.sent(saga_id, version))
     return outcome
 
 

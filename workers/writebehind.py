@@ -1,0 +1,64 @@
+"""Write-behind for bookkeeping: small updates collected and written in one bulk per interval.
+
+Only for writes whose loss in a crash is repaired elsewhere (a commit's "dispatched" mark:
+the relay re-sends; a saga's "pending sent" mark: the next step replaces it). They leave
+the message's path, which then costs no round trip for them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+
+import structlog
+from pymongo import UpdateOne
+from pymongo.collection import Collection
+from pymongo.errors import PyMongoError
+
+from readstore.db import Document
+
+log = structlog.get_logger("sagaworks.writebehind")
+
+Key = tuple[int, str, str]
+
+
+class WriteBehind:
+    """Collects updates per collection; a background thread writes each batch in one bulk."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._pending: dict[Key, tuple[Collection[Document], list[UpdateOne]]] = {}
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        atexit.register(self.flush)
+
+    def add(self, collection: Collection[Document], update: UpdateOne) -> None:
+        key = (id(collection.database.client), collection.database.name, collection.name)
+        with self._lock:
+            self._pending.setdefault(key, (collection, []))[1].append(update)
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="write-behind", daemon=True)
+                self._thread.start()
+
+    def flush(self) -> int:
+        """Write every pending update now; how many were written."""
+        with self._lock:
+            batches, self._pending = list(self._pending.values()), {}
+        for collection, updates in batches:
+            collection.bulk_write(updates, ordered=False)
+        return sum(len(updates) for _, updates in batches)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            try:
+                self.flush()
+            except PyMongoError:
+                log.warning("writebehind.failed")  # repaired by the relay or the next step
+
+
+WRITE_BEHIND = WriteBehind()
