@@ -11,7 +11,10 @@ the process (commands, events to each subscriber, the saga's delayed deadlines).
 from __future__ import annotations
 
 import os
+import signal
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -50,7 +53,18 @@ class Enqueued(Middleware):
             self.count += 1
 
 
-def run(orders: int, rate: float, threads: int) -> dict[str, Any]:
+def run(orders: int, rate: float, threads: int, processes: int = 0) -> dict[str, Any]:
+    """One process (``processes=0``: the worker runs in this process, and round trips and
+    messages are counted in it), or ``processes`` worker processes started as ``sagaworks
+    worker`` (latency and throughput; the per-order counts come from a 100-order run in
+    this process first: they do not depend on how many processes share the work)."""
+    if processes > 0:
+        counted = run(min(orders, 100), rate, threads)
+        report = _run_in_processes(orders, rate, threads, processes)
+        for key in ("mongodb_round_trips_per_order", "rabbitmq_messages_per_order"):
+            report[key] = counted[key]
+        report["_text"] = _text(report)
+        return report
     settings = _settings()
     embedded = None if settings.mongodb() else EmbeddedMongo.start()
     url = settings.mongodb() or (embedded.url if embedded else "")
@@ -74,6 +88,45 @@ def run(orders: int, rate: float, threads: int) -> dict[str, Any]:
         observer.close()
         _close(runtime, embedded, settings)
     return _report(sent, docs, used, rate=rate, threads=threads, settings=settings)
+
+
+def _run_in_processes(orders: int, rate: float, threads: int, processes: int) -> dict[str, Any]:
+    settings = _settings()
+    embedded = None if settings.mongodb() else EmbeddedMongo.start()
+    url = settings.mongodb() or (embedded.url if embedded else "")
+    runtime = boot(settings.model_copy(update={"mongodb_url": SecretStr(url)}))
+    env = {
+        **os.environ,
+        "SAGAWORKS_AMQP_URL": settings.amqp() or DEFAULT_AMQP,
+        "SAGAWORKS_MONGODB_URL": url,
+        "SAGAWORKS_MONGODB_DB": settings.mongodb_db,
+        "SAGAWORKS_QUEUE_PREFIX": settings.queue_prefix,
+        "SAGAWORKS_FULFILMENT_SAGA": "true",
+        "SAGAWORKS_LOG_LEVEL": settings.log_level,
+    }
+    command = [sys.executable, "-m", "workers.cli", "worker"]
+    command += ["--processes", str(processes), "--threads", str(threads)]
+    workers = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    observer: MongoClient[Document] = MongoClient(url, tz_aware=True)
+    try:
+        customers = _set_up(orders)
+        sent = _place(orders, rate, customers)
+        docs = _wait(SagaStore(observer[settings.mongodb_db]), set(sent), timeout=60 + orders)
+    finally:
+        os.killpg(workers.pid, signal.SIGTERM)
+        workers.wait(timeout=60)
+        observer[settings.mongodb_db].client.drop_database(settings.mongodb_db)
+        observer.close()
+        _close(runtime, embedded, settings)
+    report = _report(sent, docs, (0, 0), rate=rate, threads=threads, settings=settings)
+    report["worker_processes"] = processes
+    return report
 
 
 def _settings() -> Settings:
@@ -169,15 +222,22 @@ def _report(
         "mongodb_round_trips_per_order": round(used[0] / orders, 1),
         "rabbitmq_messages_per_order": round(used[1] / orders, 1),
         "worker_threads": threads,
+        "worker_processes": 1,
         "store": settings.describe()["mongodb"],
         "broker": settings.describe()["amqp"],
     }
-    report["_text"] = "\n".join(
+    report["_text"] = _text(report)
+    return report
+
+
+def _text(report: dict[str, Any]) -> str:
+    where = f"{report['worker_processes']} worker process(es) x {report['worker_threads']} threads"
+    return "\n".join(
         [
-            f"sagaworks bench --saga: {orders} orders at {report['arrival_rate']}/s, "
-            f"1 process x {threads} threads",
+            f"sagaworks bench --saga: {report['orders']} orders at {report['arrival_rate']}/s, "
+            + where,
             f"  broker {report['broker']}; store {report['store']}",
-            f"  confirmed            {confirmed}/{orders}",
+            f"  confirmed            {report['confirmed']}/{report['orders']}",
             f"  throughput           {report['orders_per_second']} orders/s through the saga",
             f"  latency PlaceOrder -> terminal   p50 {report['latency_ms_p50']} ms, "
             f"p99 {report['latency_ms_p99']} ms",
@@ -185,4 +245,3 @@ def _report(
             f"  RabbitMQ messages    {report['rabbitmq_messages_per_order']} per order",
         ]
     )
-    return report

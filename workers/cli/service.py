@@ -47,6 +47,12 @@ def register(subparsers: Any) -> None:
     bench.add_argument("--commands", type=int, default=1000, help="commands per run (default 1000)")
     bench.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
     bench.add_argument("--saga", action="store_true", help="orders through the fulfilment saga")
+    bench.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="--saga: run the workers as this many `sagaworks worker` processes (0: in this one)",
+    )
     bench.add_argument("--orders", type=int, default=300, help="--saga: orders (default 300)")
     bench.add_argument(
         "--rate", type=float, default=10.0, help="--saga: orders per second (0: all at once)"
@@ -137,7 +143,9 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.saga:
         from workers.bench_saga import run as run_saga  # noqa: PLC0415
 
-        report = run_saga(orders=args.orders, rate=args.rate, threads=args.threads)
+        report = run_saga(
+            orders=args.orders, rate=args.rate, threads=args.threads, processes=args.processes
+        )
         text = report.pop("_text", "")
         emit(args, report, lambda _: text)
         return 0
