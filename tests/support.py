@@ -11,8 +11,9 @@ import dramatiq
 from dramatiq import Worker
 from dramatiq.brokers.stub import StubBroker
 
+from messages import caused_by
 from messages.customers import RegisterCustomer
-from messages.orders import Address, OrderLine, PlaceOrder
+from messages.orders import Address, OrderLine, OrderPlaced, PlaceOrder, order_total
 
 ADDRESS = Address(name="Ada", street="1 Main St", city="Springfield", postal_code="1", country="US")
 
@@ -65,4 +66,18 @@ def place_order(customer_id: uuid.UUID, *lines: tuple[str, int, str], **extra: A
         lines=order_lines,
         shipping_address=ADDRESS,
         **extra,
+    )
+
+
+def order_placed(command: PlaceOrder, customer_name: str = "Ada") -> OrderPlaced:
+    """The event ``command`` records when it succeeds, built by hand (not committed)."""
+    return caused_by(
+        OrderPlaced,
+        command,
+        order_id=command.order_id,
+        customer_id=command.customer_id,
+        customer_name=customer_name,
+        lines=command.lines,
+        shipping_address=command.shipping_address,
+        total=order_total(command.lines),
     )

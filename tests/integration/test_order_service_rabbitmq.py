@@ -14,13 +14,13 @@ import pika
 
 from messages import caused_by, encode
 from messages.customers import RegisterCustomer
-from messages.orders import CancelOrder, ConfirmOrder, OrderConfirmed, OrderPlaced, order_stream
+from messages.orders import CancelOrder, ConfirmOrder, OrderConfirmed, order_stream
 from readstore.consistency import ConsistencyToken
 from readstore.customers import get_customer_profile
 from readstore.eventlog import commits, read_stream
 from readstore.orders import get_order
 from tests.conftest import AMQP_URL
-from tests.support import place_order, register_customer, settle
+from tests.support import order_placed, place_order, register_customer, settle
 from workers import commands
 from workers.broker import queue_name
 from workers.eventstore import EventStore
@@ -143,16 +143,7 @@ def test_events_of_one_stream_out_of_order_end_in_the_right_state(
     customer = register_customer()
     command = place_order(customer.customer_id, ("SKU-1", 1, "4.00"))
     store, stream = EventStore(), order_stream(command.order_id)
-    placed = caused_by(
-        OrderPlaced,
-        command,
-        order_id=command.order_id,
-        customer_id=customer.customer_id,
-        customer_name="Ada",
-        lines=command.lines,
-        shipping_address=command.shipping_address,
-        total=Decimal("4.00"),
-    )
+    placed = order_placed(command)
     confirmed = caused_by(
         OrderConfirmed,
         command,

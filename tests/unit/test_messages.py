@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from messages import InvalidMessage, UnknownMessageType, caused_by, decode, encode
-from messages.orders import OrderLine, OrderPlaced, PlaceOrder
-from tests.support import place_order
+from messages import InvalidMessage, UnknownMessageType, decode, encode
+from messages.orders import OrderLine, PlaceOrder
+from tests.support import order_placed, place_order
 
 
 def test_a_command_survives_the_wire_unchanged():
@@ -31,16 +31,7 @@ def test_the_first_message_correlates_with_itself_and_effects_follow_it():
     command = place_order(uuid.uuid4())
 
     # When an event is caused by it
-    event = caused_by(
-        OrderPlaced,
-        command,
-        order_id=command.order_id,
-        customer_id=command.customer_id,
-        customer_name="A",
-        lines=command.lines,
-        shipping_address=command.shipping_address,
-        total=Decimal("10.00"),
-    )
+    event = order_placed(command)
 
     # Then the correlation flows unchanged and the causation names the command
     assert command.correlation_id == command.message_id

@@ -7,11 +7,11 @@ import uuid
 from decimal import Decimal
 
 from messages import caused_by
-from messages.orders import OrderCancelled, OrderConfirmed, OrderPlaced, order_stream
+from messages.orders import OrderCancelled, OrderConfirmed, order_stream
 from readstore.customers import CustomerProfiles
 from readstore.eventlog import read_stream
 from readstore.orders import OrderSummaries
-from tests.support import place_order
+from tests.support import order_placed, place_order
 from workers.eventstore import EventStore
 from workers.verify import verify_read_models
 
@@ -20,14 +20,7 @@ def store_order(store: EventStore, customer_id: uuid.UUID, outcome: str) -> None
     """An order placed then confirmed or cancelled, written to the store (not delivered)."""
     command = place_order(customer_id, ("SKU-1", 2, "5.00"))
     keys = {"order_id": command.order_id, "customer_id": customer_id, "total": Decimal("10.00")}
-    placed = caused_by(
-        OrderPlaced,
-        command,
-        customer_name="A",
-        lines=command.lines,
-        shipping_address=command.shipping_address,
-        **keys,
-    )
+    placed = order_placed(command)
     final = (
         caused_by(OrderConfirmed, command, **keys)
         if outcome == "confirmed"
