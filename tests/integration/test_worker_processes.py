@@ -17,8 +17,12 @@ import pytest
 from pymongo import MongoClient
 
 from messages.orders import ConfirmOrder
+from readstore.customers import get_customer_profile
 from readstore.orders import OrderSummaries
+from tests.conftest import AMQP_URL
 from tests.support import place_order, register_customer
+from workers import commands
+from workers.eventstore import EventStore
 from workers.publishing import publish
 from workers.verify import verify_read_models
 
@@ -155,3 +159,32 @@ def test_cli_output_and_errors_never_show_passwords(settings, secret_amqp_url, s
         printed = run.stdout + run.stderr
         assert AMQP_SECRET not in printed
         assert MONGO_SECRET not in printed
+
+
+def test_relay_command_resends_a_commit_stranded_by_a_crash(
+    rabbitmq_broker, rabbitmq_worker, settings, database, mongo_url, monkeypatch
+):
+    # Given a commit whose events were never sent (its process died after the commit)
+    customer = register_customer()
+    store = EventStore()
+    monkeypatch.setattr(commands, "dispatch", lambda commit, store: None)
+    commands.execute(customer, store)
+    monkeypatch.undo()
+    assert get_customer_profile(customer.customer_id).value is None
+    time.sleep(1.0)
+
+    # When an operator runs the relay once, as its own process
+    env = environment(settings, AMQP_URL, mongo_url, SAGAWORKS_RELAY_GRACE_SECONDS="0.5")
+    run = subprocess.run(
+        [SAGAWORKS, "relay", "--once", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    # Then it re-sent that commit, and the read model caught up
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout) == {"redispatched": 1}
+    wait_for(lambda: get_customer_profile(customer.customer_id).value is not None, timeout=30)
