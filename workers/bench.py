@@ -23,7 +23,6 @@ from decimal import Decimal
 from typing import Any
 
 import dramatiq
-import pika
 from dramatiq import Worker
 from dramatiq.middleware import Middleware
 from pydantic import SecretStr
@@ -32,7 +31,7 @@ from pymongo import monitoring
 from messages import encode
 from readstore.db import get_database
 from workers import outbox
-from workers.broker import queue_name
+from workers.broker import delete_queues, queue_name
 from workers.publishing import envelope, publish
 from workers.runtime import boot
 from workers.settings import Settings
@@ -105,7 +104,7 @@ def run(commands: int, threads: int) -> dict[str, Any]:
         bench.stop()
         get_database().client.drop_database(settings.mongodb_db)
         runtime.close()
-        _delete_queues(settings.amqp() or DEFAULT_AMQP, prefix, broker)
+        delete_queues(settings.amqp() or DEFAULT_AMQP, prefix, broker)
     return _report(results, commands, threads, settings)
 
 
@@ -236,16 +235,6 @@ def _orders(count: int, customer_ids: list[uuid.UUID]) -> list[Any]:
         )
         for i in range(count)
     ]
-
-
-def _delete_queues(url: str, prefix: str, broker: dramatiq.Broker) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    channel = connection.channel()
-    for name in broker.get_declared_queues():
-        if name.startswith(prefix):
-            for suffix in ("", ".DQ", ".XQ"):
-                channel.queue_delete(name + suffix)
-    connection.close()
 
 
 def _report(

@@ -32,7 +32,8 @@ from messages.inventory import AddStock
 from messages.orders import Address, OrderLine, PlaceOrder
 from readstore.db import Document, connect
 from sagas.store import SagaStore
-from workers.bench import DEFAULT_AMQP, ORDERS_PER_CUSTOMER, RoundTrips, _delete_queues
+from workers.bench import DEFAULT_AMQP, ORDERS_PER_CUSTOMER, RoundTrips
+from workers.broker import delete_queues
 from workers.embedded import EmbeddedMongo
 from workers.publishing import publish
 from workers.runtime import Runtime, boot
@@ -193,7 +194,7 @@ def _wait(store: SagaStore, ids: set[str], timeout: float) -> list[Document]:
 
 
 def _close(runtime: Runtime, embedded: EmbeddedMongo | None, settings: Settings) -> None:
-    _delete_queues(settings.amqp() or DEFAULT_AMQP, settings.queue_prefix, runtime.broker)
+    delete_queues(settings.amqp() or DEFAULT_AMQP, settings.queue_prefix, runtime.broker)
     runtime.close()
     if embedded is not None:
         embedded.stop()

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import dramatiq
+import pika
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import (
@@ -159,3 +160,16 @@ def decode_argument(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Message:
         return decode(args[0])
     except InvalidMessage as exc:
         raise InvalidMessageError(str(exc)) from None
+
+
+def delete_queues(url: str, prefix: str, broker: dramatiq.Broker) -> None:
+    """Delete the queues ``broker`` declared under ``prefix`` (with their .DQ and .XQ)."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        for name in broker.get_declared_queues():
+            if name.startswith(prefix):
+                for suffix in ("", ".DQ", ".XQ"):
+                    channel.queue_delete(name + suffix)
+    finally:
+        connection.close()

@@ -20,6 +20,7 @@ from messages.inventory import AddStock
 from messages.orders import Address, OrderLine, PlaceOrder
 from readstore.db import get_database
 from sagas.store import SagaStore
+from workers.broker import delete_queues
 from workers.eventstore import EventStore
 from workers.invariants import check_fulfilment
 from workers.outbox import Relay
@@ -75,9 +76,7 @@ def random_order(rng: random.Random, customer_id: uuid.UUID, declined_share: flo
 
 
 def run(orders: int, customers: int, threads: int, seed: int = 7) -> dict[str, Any]:
-    settings = Settings()
-    if "SAGAWORKS_LOG_LEVEL" not in os.environ:
-        settings = settings.model_copy(update={"log_level": "WARNING"})
+    settings = _isolated(Settings())
     runtime = boot(settings)
     worker = Worker(runtime.broker, worker_threads=threads, worker_timeout=100)
     stop = threading.Event()
@@ -90,7 +89,23 @@ def run(orders: int, customers: int, threads: int, seed: int = 7) -> dict[str, A
     finally:
         stop.set()
         worker.stop()
+        if settings.amqp_url:
+            delete_queues(settings.amqp() or "", settings.queue_prefix, runtime.broker)
         runtime.close()
+
+
+def _isolated(settings: Settings) -> Settings:
+    """The demo never shares a deployment's data: on real servers it uses its own queues
+    (removed afterwards) and its own database (kept, and named in the summary)."""
+    tag = uuid.uuid4().hex[:8]
+    update: dict[str, Any] = {}
+    if "SAGAWORKS_LOG_LEVEL" not in os.environ:
+        update["log_level"] = "WARNING"
+    if settings.amqp_url and not settings.queue_prefix:
+        update["queue_prefix"] = f"demo-{tag}."
+    if settings.mongodb_url:
+        update["mongodb_db"] = f"{settings.mongodb_db}_demo_{tag}"
+    return settings.model_copy(update=update)
 
 
 def _workload(orders: int, customers: int, seed: int, settings: Settings) -> dict[str, Any]:
@@ -154,7 +169,7 @@ def _text(s: dict[str, Any]) -> str:
     ok = "yes" if s["invariants_hold"] else "NO"
     lines = [
         "sagaworks demo",
-        f"  broker / store      {s['amqp']} / {s['mongodb']}",
+        f"  broker / store      {s['amqp']} / {s['mongodb']} (database {s['database']})",
         f"  orders placed       {s['orders_placed']} (sagas finished {s['orders_finished']})",
         f"  confirmed           {s['confirmed']}",
         f"  cancelled           {s['cancelled']}",
