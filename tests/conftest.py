@@ -126,6 +126,9 @@ def rabbitmq_broker(settings: Settings, database: Database[Document]) -> Iterato
 def delete_queues(prefix: str) -> None:
     """Remove this test's queues (and their delay and dead-letter queues) from RabbitMQ."""
     from workers.broker import BASE_QUEUES
+    from workers.runtime import load_actor_modules
+
+    load_actor_modules()  # every queue a process of this test may have declared
 
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
     channel = connection.channel()

@@ -19,7 +19,7 @@ from pymongo import MongoClient
 from messages.orders import ConfirmOrder
 from readstore.customers import get_customer_profile
 from readstore.orders import OrderSummaries
-from tests.conftest import AMQP_URL
+from tests.conftest import AMQP_URL, delete_queues
 from tests.support import place_order, register_customer
 from workers import commands
 from workers.eventstore import EventStore
@@ -141,16 +141,19 @@ def test_cli_output_and_errors_never_show_passwords(settings, secret_amqp_url, s
     data = json.dumps({"customer_id": str(uuid.uuid4()), "name": "Ada", "email": "a@example.com"})
 
     # When the CLI publishes, queries, and fails to connect
-    runs = [
-        subprocess.run(
-            [SAGAWORKS, *args], env=e, capture_output=True, text=True, timeout=120, check=False
-        )
-        for args, e in (
-            (["publish", "RegisterCustomer", "--data", data, "--wait", "0"], env),
-            (["query", "customer", str(uuid.uuid4()), "--json"], env),
-            (["publish", "RegisterCustomer", "--data", data, "--wait", "0"], wrong),
-        )
-    ]
+    try:
+        runs = [
+            subprocess.run(
+                [SAGAWORKS, *args], env=e, capture_output=True, text=True, timeout=120, check=False
+            )
+            for args, e in (
+                (["publish", "RegisterCustomer", "--data", data, "--wait", "0"], env),
+                (["query", "customer", str(uuid.uuid4()), "--json"], env),
+                (["publish", "RegisterCustomer", "--data", data, "--wait", "0"], wrong),
+            )
+        ]
+    finally:
+        delete_queues(settings.queue_prefix)
 
     # Then it worked where it should, failed where it should, and never printed a password
     assert runs[0].returncode == 0, runs[0].stderr[-2000:]
