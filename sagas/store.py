@@ -99,10 +99,6 @@ class SagaStore:
         )
         return result.modified_count == 1
 
-    def clear_pending(self, saga_id: str, version: int) -> None:
-        """Forget messages sent; only if the saga is still at the version that produced them."""
-        self.collection.bulk_write([self.sent(saga_id, version)])
-
     @staticmethod
     def sent(saga_id: str, version: int) -> UpdateOne:
         """The update that forgets a step's messages once sent (if the saga is still there)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import dramatiq
 import pika
@@ -25,8 +25,6 @@ from workers.dead_lettering import DeadLetters
 from workers.errors import InvalidMessageError, PermanentError
 from workers.middleware import GuardedRetries, LogContext, MessageSizeLimit
 from workers.settings import Settings
-
-F = TypeVar("F", bound=Callable[..., None])
 
 #: Every actor the project declares, in declaration order.
 ACTORS: list[dramatiq.Actor[Any, Any]] = []

@@ -126,14 +126,6 @@ class EventStore:
         doc = self.commits.find_one({"stream_id": stream_id, "command_id": command_id})
         return Commit.from_document(doc) if doc else None
 
-    def mark_dispatched(self, commit_ids: Sequence[str]) -> None:
-        if len(commit_ids) == 1:
-            self.commits.update_one({"_id": commit_ids[0]}, {"$set": {"dispatched": True}})
-        elif commit_ids:
-            self.commits.update_many(
-                {"_id": {"$in": list(commit_ids)}}, {"$set": {"dispatched": True}}
-            )
-
     def undispatched(self, older_than: timedelta, limit: int = 500) -> list[Commit]:
         """Commits left undispatched for longer than ``older_than`` (the relay's work)."""
         cutoff = datetime.now(UTC) - older_than

@@ -26,6 +26,11 @@ def register(subparsers: Any) -> None:
     add_json_flag(customer)
     customer.set_defaults(func=query_customer)
 
+    stock = targets.add_parser("stock", help="stock per SKU: on hand, reserved, available")
+    stock.add_argument("sku", nargs="?", help="one SKU (default: every SKU)")
+    add_json_flag(stock)
+    stock.set_defaults(func=query_stock)
+
     orders = targets.add_parser("orders", help="a customer's orders, newest first")
     orders.add_argument("--customer", type=UUID, required=True)
     orders.add_argument("--page", type=int, default=1)
@@ -112,3 +117,21 @@ def query_orders(args: argparse.Namespace) -> int:
         lambda _: table(rows, ["order", "status", "total", "placed"]) + footer,
     )
     return 0
+
+
+def query_stock(args: argparse.Namespace) -> int:
+    from readstore.inventory import get_inventory_level, list_inventory_levels  # noqa: PLC0415
+
+    _connect()
+    if args.sku:
+        level = get_inventory_level(args.sku)
+        levels = [level] if level else []
+    else:
+        levels = list_inventory_levels()
+    rows = [(lv.sku, lv.on_hand, lv.reserved, lv.available) for lv in levels]
+    emit(
+        args,
+        [lv.model_dump() for lv in levels],
+        lambda _: table(rows, ["sku", "on hand", "reserved", "available"]) if rows else "no stock",
+    )
+    return 0 if rows or not args.sku else 1
