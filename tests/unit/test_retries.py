@@ -41,3 +41,36 @@ def test_a_retry_that_cannot_be_enqueued_goes_to_the_dead_letters(settings):
     # Then the message was not acked away: it is in the dead letters
     assert calls == [1]
     assert len(broker.dead_letters) == 1
+
+
+def test_a_command_survives_mongodb_going_away_mid_way(stub_broker, stub_worker, monkeypatch):
+    # Given MongoDB drops the connection on the first two appends
+    from pymongo.errors import AutoReconnect
+
+    from readstore.customers import get_customer_profile
+    from tests.support import register_customer, settle
+    from workers.eventstore import EventStore
+    from workers.publishing import publish
+
+    real_append = EventStore.append
+    failures = iter([AutoReconnect("connection reset"), AutoReconnect("connection reset")])
+
+    def append(self: EventStore, *args: Any, **kwargs: Any) -> Any:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return real_append(self, *args, **kwargs)
+
+    monkeypatch.setattr(EventStore, "append", append)
+
+    # When a command arrives meanwhile
+    customer = register_customer()
+    receipt = publish(customer)
+    settle(stub_broker, stub_worker)
+
+    # Then it was retried until it committed, once, and reached the read model
+    token = receipt.wait(5)
+    assert token is not None
+    assert token.version == 1
+    assert get_customer_profile(customer.customer_id, token).value is not None
+    assert stub_broker.dead_letters == []
