@@ -17,11 +17,11 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from readstore.db import Document, set_database
-from workers.broker import rabbitmq_broker as make_rabbitmq_broker
-from workers.broker import stub_broker as make_stub_broker
-from workers.embedded import EmbeddedMongo
-from workers.runtime import boot
-from workers.settings import Settings
+from workers.boot import boot
+from workers.boot import rabbitmq_broker as make_rabbitmq_broker
+from workers.boot import stub_broker as make_stub_broker
+from workers.runtime.embedded import EmbeddedMongo
+from workers.runtime.settings import Settings
 
 AMQP_URL = os.environ.get("SAGAWORKS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -125,8 +125,8 @@ def rabbitmq_broker(settings: Settings, database: Database[Document]) -> Iterato
 
 def delete_queues(prefix: str) -> None:
     """Remove this test's queues (and their delay and dead-letter queues) from RabbitMQ."""
-    from workers.broker import BASE_QUEUES
-    from workers.runtime import load_actor_modules
+    from workers.boot import load_actor_modules
+    from workers.runtime.broker import BASE_QUEUES
 
     load_actor_modules()  # every queue a process of this test may have declared
 

@@ -27,7 +27,7 @@ from readstore.analytics import (
 )
 from readstore.eventlog import iter_commits
 from tests.support import ADDRESS
-from workers.eventstore import EventStore
+from workers.write.eventstore import EventStore
 
 DAY0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 SKUS = ("APPLE", "PEAR", "PLUM", "FIG")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.runtime import boot
+from workers.boot import boot
 
 runtime = boot(embedded_ok=False)
 broker = runtime.broker

@@ -10,10 +10,10 @@ import dramatiq
 from messages import Command, Event, Message, encode
 from readstore.consistency import ConsistencyToken, wait_until
 from readstore.eventlog import Commit
-from workers.broker import queue_name
-from workers.eventstore import EventStore
-from workers.outbox import send_event, subscribers_of
-from workers.routing import command_endpoint
+from workers.runtime.broker import queue_name
+from workers.runtime.routing import command_endpoint
+from workers.write.eventstore import EventStore
+from workers.write.outbox import send_event, subscribers_of
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from pymongo.database import Database
 
 from messages import encode
+from messages.errors import PermanentError
 from messages.orders import CancelOrder, OrderPlaced, order_stream
 from readstore.db import Document
 from readstore.eventlog import stream_version
@@ -26,14 +27,13 @@ from readstore.orders import OrderSummaries
 from readstore.projection import parked_streams
 from tests.conftest import AMQP_URL
 from tests.support import place_order, register_customer, settle
-from workers.customers import Customer
-from workers.deadletters import DeadLetterStore, Selector
-from workers.errors import PermanentError
-from workers.eventstore import EventStore
-from workers.ingest import Ingester
+from workers.contexts.customers import Customer
+from workers.deadletters.ingest import Ingester
+from workers.deadletters.replay import replay
+from workers.deadletters.store import DeadLetterStore, Selector
 from workers.publishing import publish
-from workers.replay import replay
-from workers.settings import Settings
+from workers.runtime.settings import Settings
+from workers.write.eventstore import EventStore
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:

@@ -21,13 +21,13 @@ from readstore.eventlog import commits, read_stream
 from readstore.orders import get_order
 from tests.conftest import AMQP_URL
 from tests.support import order_placed, place_order, register_customer, settle
-from workers import commands
-from workers.broker import queue_name
-from workers.eventstore import EventStore
-from workers.outbox import Relay, subscribers_of
-from workers.projections import project_customer_profile, project_order_summary
+from workers.ops.verify import verify_read_models
 from workers.publishing import envelope, publish
-from workers.verify import verify_read_models
+from workers.runtime.broker import queue_name
+from workers.subscribers.projections import project_customer_profile, project_order_summary
+from workers.write import commands
+from workers.write.eventstore import EventStore
+from workers.write.outbox import Relay, subscribers_of
 
 README = Path(__file__).parents[2] / "README.md"
 

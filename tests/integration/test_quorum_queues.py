@@ -15,9 +15,8 @@ from dramatiq.brokers.stub import StubBroker
 from readstore.customers import get_customer_profile
 from tests.conftest import delete_queues, require_rabbitmq
 from tests.support import register_customer, settle
-from workers.broker import rabbitmq_broker
+from workers.boot import boot, rabbitmq_broker
 from workers.publishing import publish
-from workers.runtime import boot
 
 
 def queue_type(name: str) -> str:

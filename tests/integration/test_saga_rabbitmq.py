@@ -13,10 +13,11 @@ from readstore.inventory import get_inventory_level
 from readstore.orders import get_order
 from sagas.store import SagaStore
 from tests.support import place_order, register_customer, settle
-from workers import payments, sagas
-from workers.invariants import check_fulfilment
-from workers.outbox import send_event
+from workers.contexts import payments
+from workers.ops.invariants import check_fulfilment
 from workers.publishing import publish
+from workers.subscribers import fulfilment as sagas
+from workers.write.outbox import send_event
 
 
 @pytest.fixture

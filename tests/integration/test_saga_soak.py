@@ -26,11 +26,11 @@ from messages.orders import OrderLine, PlaceOrder
 from readstore.db import get_database
 from sagas.store import SagaStore
 from tests.support import ADDRESS, register_customer
-from workers import sagas
-from workers.eventstore import EventStore
-from workers.invariants import check_fulfilment
-from workers.outbox import Relay
+from workers.ops.invariants import check_fulfilment
 from workers.publishing import publish
+from workers.subscribers import fulfilment as sagas
+from workers.write.eventstore import EventStore
+from workers.write.outbox import Relay
 
 ORDERS = 1000
 SKUS = [f"SOAK-{i:02d}" for i in range(20)]

@@ -21,10 +21,10 @@ from readstore.customers import get_customer_profile
 from readstore.orders import OrderSummaries
 from tests.conftest import AMQP_URL, delete_queues
 from tests.support import place_order, register_customer
-from workers import commands
-from workers.eventstore import EventStore
+from workers.ops.verify import verify_read_models
 from workers.publishing import publish
-from workers.verify import verify_read_models
+from workers.write import commands
+from workers.write.eventstore import EventStore
 
 SAGAWORKS = str(Path(sys.executable).parent / "sagaworks")
 AMQP_SECRET = f"amqp-{uuid.uuid4().hex[:12]}"

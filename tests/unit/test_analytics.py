@@ -19,10 +19,10 @@ from readstore.cache import query_cache
 from readstore.eventlog import iter_commits
 from tests.readside import assert_dashboard_matches, recompute, seed_history
 from tests.support import place_order, register_customer, settle
-from workers.eventstore import EventStore
-from workers.outbox import send_event
-from workers.projections import PROJECTIONS
 from workers.publishing import publish
+from workers.subscribers.projections import PROJECTIONS
+from workers.write.eventstore import EventStore
+from workers.write.outbox import send_event
 
 
 def shuffled_with_duplicates(database: Any, seed: int = 3) -> list[Any]:

@@ -13,10 +13,10 @@ from pymongo.database import Database
 from messages import encode
 from readstore.db import Document
 from tests.support import register_customer, settle
-from workers.broker import queue_name
-from workers.deadletters import DeadLetterStore, Selector
-from workers.failures import fingerprint
+from workers.deadletters.record import fingerprint
+from workers.deadletters.store import DeadLetterStore, Selector
 from workers.publishing import publish
+from workers.runtime.broker import queue_name
 
 
 def send_raw(broker: StubBroker, base_queue: str, actor: str, *args: Any) -> str:
@@ -137,8 +137,8 @@ def test_parked_stream_holds_later_events_until_released(database: Database[Docu
     # Given a customer stream whose first event is parked in its projection
     from readstore.customers import CustomerProfiles
     from readstore.projection import parked_streams, releasing
-    from workers.commands import execute
-    from workers.eventstore import EventStore
+    from workers.write.commands import execute
+    from workers.write.eventstore import EventStore
 
     store = EventStore(database)
     store.ensure_indexes()

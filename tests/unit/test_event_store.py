@@ -8,10 +8,10 @@ import uuid
 import pytest
 
 from messages.customers import CustomerRegistered, RegisterCustomer
+from messages.errors import CommandRejected, ConcurrencyError
 from readstore.eventlog import read_stream, stream_version
-from workers.commands import execute
-from workers.errors import CommandRejected, ConcurrencyError
-from workers.eventstore import DuplicateCommand, EventStore
+from workers.write.commands import execute
+from workers.write.eventstore import DuplicateCommand, EventStore
 
 
 def registered(command: RegisterCustomer) -> CustomerRegistered:

@@ -5,6 +5,7 @@ import uuid
 
 import pytest
 
+from messages.errors import CommandRejected
 from messages.inventory import (
     AddStock,
     CommitStock,
@@ -15,9 +16,8 @@ from messages.inventory import (
     sku_stream,
 )
 from readstore.eventlog import read_stream
-from workers.errors import CommandRejected
-from workers.eventstore import EventStore
-from workers.inventory import Reservation, Sku, run_inventory_command
+from workers.contexts.inventory import Reservation, Sku, run_inventory_command
+from workers.write.eventstore import EventStore
 
 
 def _stock(database, sku: str) -> Sku:

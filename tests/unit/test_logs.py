@@ -7,7 +7,7 @@ import sys
 
 from dramatiq.errors import DecodeError
 
-from workers.logs import HideMessageBodies, _redact
+from workers.runtime.logs import HideMessageBodies, _redact
 
 
 def record_with(exc: BaseException, msg: str = "Failed to decode message.") -> logging.LogRecord:

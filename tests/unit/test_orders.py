@@ -6,12 +6,12 @@ import uuid
 
 import pytest
 
+from messages.errors import CommandRejected
 from messages.orders import CancelOrder, ConfirmOrder, order_stream
 from readstore.eventlog import read_stream
 from tests.support import place_order, register_customer
-from workers.commands import execute
-from workers.errors import CommandRejected
-from workers.eventstore import EventStore
+from workers.write.commands import execute
+from workers.write.eventstore import EventStore
 
 
 @pytest.fixture

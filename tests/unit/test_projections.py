@@ -12,8 +12,8 @@ from readstore.customers import CustomerProfiles
 from readstore.eventlog import read_stream
 from readstore.orders import OrderSummaries
 from tests.support import order_placed, place_order
-from workers.eventstore import EventStore
-from workers.verify import verify_read_models
+from workers.ops.verify import verify_read_models
+from workers.write.eventstore import EventStore
 
 
 def store_order(store: EventStore, customer_id: uuid.UUID, outcome: str) -> None:

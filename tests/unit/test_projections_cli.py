@@ -12,7 +12,7 @@ from readstore.analytics import OrderAnalytics
 from readstore.cache import query_cache
 from tests.readside import seed_history
 from workers.cli import main
-from workers.eventstore import EventStore
+from workers.write.eventstore import EventStore
 
 
 @pytest.fixture

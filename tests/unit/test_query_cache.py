@@ -12,7 +12,7 @@ from readstore.cache import query_cache
 from readstore.consistency import ConsistencyToken
 from readstore.projection import Projection
 from tests.support import ADDRESS
-from workers.eventstore import EventStore
+from workers.write.eventstore import EventStore
 
 
 def placed_and_confirmed(store: EventStore, amount: str = "10.00") -> list[OrderConfirmed]:

@@ -19,9 +19,9 @@ from readstore.rebuild import REBUILDS, Progress, Rebuild
 from tests.readside import assert_order_figures_match, recompute, seed_history
 from tests.support import place_order, register_customer, settle
 from tests.unit.test_versioning import store_v1_customer
-from workers import sagas
-from workers.eventstore import EventStore
 from workers.publishing import publish
+from workers.subscribers import fulfilment as sagas
+from workers.write.eventstore import EventStore
 
 
 class Killed(Exception):

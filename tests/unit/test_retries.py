@@ -7,7 +7,7 @@ from typing import Any
 import dramatiq
 from dramatiq import Worker
 
-from workers.broker import stub_broker
+from workers.boot import stub_broker
 
 
 def test_a_retry_that_cannot_be_enqueued_goes_to_the_dead_letters(settings):
@@ -49,8 +49,8 @@ def test_a_command_survives_mongodb_going_away_mid_way(stub_broker, stub_worker,
 
     from readstore.customers import get_customer_profile
     from tests.support import register_customer, settle
-    from workers.eventstore import EventStore
     from workers.publishing import publish
+    from workers.write.eventstore import EventStore
 
     real_append = EventStore.append
     failures = iter([AutoReconnect("connection reset"), AutoReconnect("connection reset")])

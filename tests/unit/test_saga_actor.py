@@ -8,8 +8,8 @@ from messages.inventory import AddStock
 from readstore.db import get_database
 from sagas.store import SagaStore
 from tests.support import place_order, register_customer, settle
-from workers import sagas
 from workers.publishing import publish
+from workers.subscribers import fulfilment as sagas
 
 #: The saga on (the test settings leave it off), with deadlines short: they sit in the
 #: delay queue until due, and settle() waits for them.

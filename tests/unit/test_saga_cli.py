@@ -7,8 +7,8 @@ import pytest
 import structlog
 
 from tests.unit.test_saga_actor import SAGA_ON, fulfil
-from workers import sagas
 from workers.cli import main
+from workers.subscribers import fulfilment as sagas
 
 
 @pytest.fixture(autouse=True)

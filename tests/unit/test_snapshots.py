@@ -10,12 +10,12 @@ from typing import ClassVar
 import pytest
 
 from messages import Command, Event, registry
+from messages.errors import CommandRejected
 from readstore.eventlog import commits
-from workers import snapshots
-from workers.aggregates import Aggregate
-from workers.commands import Session, execute, handles
-from workers.errors import CommandRejected
-from workers.eventstore import EventStore
+from workers.write import snapshots
+from workers.write.aggregates import Aggregate
+from workers.write.commands import Session, execute, handles
+from workers.write.eventstore import EventStore
 
 
 @registry.register
@@ -186,7 +186,7 @@ def test_state_that_is_not_annotated_is_not_snapshotted(store):
 def test_a_sku_round_trips_through_its_snapshot(store):
     # Given a SKU with stock, holds and closed orders (dict and set state)
     from messages.inventory import StockAdded, StockHeld, StockHoldReleased
-    from workers.inventory import Sku
+    from workers.contexts.inventory import Sku
 
     sku = Sku("sku-A")
     held, released = uuid.uuid4(), uuid.uuid4()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from workers.status import Status, attention, overdue_sagas, sagas_by_state
+from workers.ops.status import Status, attention, overdue_sagas, sagas_by_state
 
 
 def test_sagas_are_counted_by_state_and_stuck_ones_need_attention(database):

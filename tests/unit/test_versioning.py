@@ -15,11 +15,11 @@ from readstore.customers import CustomerProfiles, get_customer_profile
 from readstore.eventlog import commit_id, read_stream
 from readstore.orders import get_order
 from tests.support import place_order, settle
-from workers import runtime
-from workers.commands import Session
-from workers.customers import Customer
-from workers.eventstore import EventStore
+from workers import boot as runtime
+from workers.contexts.customers import Customer
 from workers.publishing import publish
+from workers.write.commands import Session
+from workers.write.eventstore import EventStore
 
 
 def v1_customer_registered(customer_id: uuid.UUID, name: str = "Old Timer") -> dict[str, Any]:

@@ -13,10 +13,10 @@ from readstore.customers import get_customer_profile
 from tests.support import settle
 from tests.unit.test_versioning import v1_customer_registered
 from workers.cli import dlq
-from workers.deadletters import DeadLetterStore
-from workers.failures import from_envelope
-from workers.projections import PROJECTIONS
-from workers.replay import replay
+from workers.deadletters.record import from_envelope
+from workers.deadletters.replay import replay
+from workers.deadletters.store import DeadLetterStore
+from workers.subscribers.projections import PROJECTIONS
 
 
 def dead_letter_from_before_the_upgrade(database, customer_id: uuid.UUID) -> str:

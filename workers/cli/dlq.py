@@ -84,7 +84,7 @@ def _selectors(parser: argparse.ArgumentParser) -> None:
 
 def _store() -> Any:
     from workers.cli.query import _connect  # noqa: PLC0415 -- boot only when run
-    from workers.deadletters import DeadLetterStore  # noqa: PLC0415
+    from workers.deadletters.store import DeadLetterStore  # noqa: PLC0415
 
     _connect()
     return DeadLetterStore()
@@ -93,14 +93,14 @@ def _store() -> Any:
 def _queue(name: str | None) -> str | None:
     if name is None:
         return None
-    from workers.settings import Settings  # noqa: PLC0415
+    from workers.runtime.settings import Settings  # noqa: PLC0415
 
     prefix = Settings().queue_prefix
     return name if name.startswith(prefix) else prefix + name
 
 
 def _selector(args: argparse.Namespace) -> Any:
-    from workers.deadletters import Selector  # noqa: PLC0415
+    from workers.deadletters.store import Selector  # noqa: PLC0415
 
     state = getattr(args, "state", "dead")
     return Selector(
@@ -115,7 +115,7 @@ def _selector(args: argparse.Namespace) -> Any:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from workers.deadletters import summary  # noqa: PLC0415
+    from workers.deadletters.store import summary  # noqa: PLC0415
 
     rows = [summary(d) for d in _store().find(_selector(args), args.limit)]
     emit(args, rows, _list_text)
@@ -219,8 +219,8 @@ def _by(args: argparse.Namespace) -> str:
 
 def run_replay(args: argparse.Namespace) -> int:
     from workers.cli.service import connect  # noqa: PLC0415
-    from workers.deadletters import DeadLetterStore  # noqa: PLC0415
-    from workers.replay import replay  # noqa: PLC0415
+    from workers.deadletters.replay import replay  # noqa: PLC0415
+    from workers.deadletters.store import DeadLetterStore  # noqa: PLC0415
 
     _require_selection(args, "replay")
     runtime = connect()
@@ -252,7 +252,7 @@ def run_archive(args: argparse.Namespace) -> int:
 
 
 def _retire(args: argparse.Namespace, verb: str) -> int:
-    from workers.failures import now  # noqa: PLC0415
+    from workers.deadletters.record import now  # noqa: PLC0415
 
     store, ids = _chosen(args, verb.rstrip("d"))
     if not _confirm(args, verb, len(ids)):
@@ -268,8 +268,8 @@ def _retire(args: argparse.Namespace, verb: str) -> int:
 
 
 def run_ingest(args: argparse.Namespace) -> int:
-    from workers.ingest import ingester  # noqa: PLC0415
-    from workers.settings import Settings  # noqa: PLC0415
+    from workers.deadletters.ingest import ingester  # noqa: PLC0415
+    from workers.runtime.settings import Settings  # noqa: PLC0415
 
     _store()
     counts = ingester(Settings()).run_once()
@@ -279,7 +279,7 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from workers.bench_dlq import run  # noqa: PLC0415 -- heavy imports only for this command
+    from workers.workloads.bench_dlq import run  # noqa: PLC0415 -- heavy imports only for this command
 
     report = run(count=args.count)
     emit(args, report, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))

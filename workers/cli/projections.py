@@ -41,15 +41,15 @@ def _connect() -> Any:
     from dramatiq.brokers.stub import StubBroker  # noqa: PLC0415 -- these need only MongoDB
 
     from readstore.db import get_database  # noqa: PLC0415
-    from workers.runtime import boot  # noqa: PLC0415
-    from workers.settings import Settings  # noqa: PLC0415
+    from workers.boot import boot  # noqa: PLC0415
+    from workers.runtime.settings import Settings  # noqa: PLC0415
 
     boot(Settings(), embedded_ok=False, broker=StubBroker())
     return get_database()
 
 
 def _projection(name: str) -> Any:
-    from workers.projections import PROJECTIONS  # noqa: PLC0415 -- after boot
+    from workers.subscribers.projections import PROJECTIONS  # noqa: PLC0415 -- after boot
 
     if name not in PROJECTIONS:
         raise LookupError(f"no projection {name!r}; known: {', '.join(sorted(PROJECTIONS))}")
@@ -60,7 +60,7 @@ def list_projections(args: argparse.Namespace) -> int:
     from readstore.cache import model_version  # noqa: PLC0415
     from readstore.lag import projection_lag  # noqa: PLC0415
     from readstore.rebuild import rebuild_states  # noqa: PLC0415
-    from workers.projections import PROJECTIONS  # noqa: PLC0415
+    from workers.subscribers.projections import PROJECTIONS  # noqa: PLC0415
 
     database = _connect()
     rebuilds = rebuild_states(database)

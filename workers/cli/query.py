@@ -40,8 +40,8 @@ def register(subparsers: Any) -> None:
 
 
 def _connect() -> None:
-    from workers.runtime import boot  # noqa: PLC0415 -- queries need only MongoDB
-    from workers.settings import Settings  # noqa: PLC0415
+    from workers.boot import boot  # noqa: PLC0415 -- queries need only MongoDB
+    from workers.runtime.settings import Settings  # noqa: PLC0415
 
     boot(Settings(), embedded_ok=False, broker=_no_broker())
 

@@ -48,8 +48,8 @@ def _store() -> Any:
 
     from readstore.db import get_database  # noqa: PLC0415
     from sagas.store import SagaStore  # noqa: PLC0415
-    from workers.runtime import boot  # noqa: PLC0415
-    from workers.settings import Settings  # noqa: PLC0415
+    from workers.boot import boot  # noqa: PLC0415
+    from workers.runtime.settings import Settings  # noqa: PLC0415
 
     boot(Settings(), embedded_ok=False, broker=StubBroker())
     return SagaStore(get_database())

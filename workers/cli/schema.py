@@ -46,8 +46,8 @@ def register(subparsers: Any) -> None:
 
 def channels() -> dict[str, Any]:
     """Every queue: what it carries and which actor consumes it."""
-    from workers.outbox import SUBSCRIBERS  # noqa: PLC0415 -- after the actor modules load
-    from workers.routing import COMMAND_ENDPOINTS  # noqa: PLC0415
+    from workers.runtime.routing import COMMAND_ENDPOINTS  # noqa: PLC0415
+    from workers.write.outbox import SUBSCRIBERS  # noqa: PLC0415 -- after the actor modules load
 
     found: dict[str, Any] = {}
     for context, endpoint in COMMAND_ENDPOINTS.items():
@@ -95,7 +95,7 @@ def asyncapi() -> dict[str, Any]:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from workers.runtime import load_actor_modules  # noqa: PLC0415
+    from workers.boot import load_actor_modules  # noqa: PLC0415
 
     load_actor_modules()
     out: Path = args.out

@@ -9,10 +9,10 @@ from datetime import timedelta
 from typing import Any
 
 from messages import Command, registry
+from workers.boot import Runtime, boot
 from workers.cli.output import add_json_flag, emit, fields
-from workers.logs import configure_logging
-from workers.runtime import Runtime, boot
-from workers.settings import Settings
+from workers.runtime.logs import configure_logging
+from workers.runtime.settings import Settings
 
 
 def register(subparsers: Any) -> None:
@@ -86,8 +86,8 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_relay(args: argparse.Namespace) -> int:
-    from workers.eventstore import EventStore  # noqa: PLC0415 -- after boot
-    from workers.outbox import Relay  # noqa: PLC0415
+    from workers.write.eventstore import EventStore  # noqa: PLC0415 -- after boot
+    from workers.write.outbox import Relay  # noqa: PLC0415
 
     runtime = connect()
     relay = Relay(EventStore(), timedelta(seconds=runtime.settings.relay_grace_seconds))
@@ -131,7 +131,7 @@ def run_publish(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from workers.demo import run  # noqa: PLC0415 -- heavy imports only for this command
+    from workers.workloads.demo import run  # noqa: PLC0415 -- heavy imports only for this command
 
     summary = run(orders=args.orders, customers=args.customers, threads=args.threads)
     text = summary.pop("_text", "")
@@ -141,7 +141,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_bench(args: argparse.Namespace) -> int:
     if args.saga:
-        from workers.bench_saga import run as run_saga  # noqa: PLC0415
+        from workers.workloads.bench_saga import run as run_saga  # noqa: PLC0415
 
         report = run_saga(
             orders=args.orders, rate=args.rate, threads=args.threads, processes=args.processes
@@ -149,7 +149,7 @@ def run_bench(args: argparse.Namespace) -> int:
         text = report.pop("_text", "")
         emit(args, report, lambda _: text)
         return 0
-    from workers.bench import run  # noqa: PLC0415 -- heavy imports only for this command
+    from workers.workloads.bench import run  # noqa: PLC0415 -- heavy imports only for this command
 
     report = run(commands=args.commands, threads=args.threads)
     text = report.pop("_text", "")

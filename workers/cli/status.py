@@ -28,8 +28,8 @@ def register(subparsers: Any) -> None:
 def run_status(args: argparse.Namespace) -> int:
     from readstore.db import get_database  # noqa: PLC0415 -- boot only when run
     from workers.cli.query import _connect  # noqa: PLC0415
-    from workers.settings import Settings  # noqa: PLC0415
-    from workers.status import status  # noqa: PLC0415
+    from workers.ops.status import status  # noqa: PLC0415
+    from workers.runtime.settings import Settings  # noqa: PLC0415
 
     settings = Settings()
     if args.max_lag is not None:
@@ -42,7 +42,7 @@ def run_status(args: argparse.Namespace) -> int:
         return serve(args.serve, lambda: status(settings, database))
     result = status(settings, database)
     if args.prometheus:
-        from workers.metrics import exposition  # noqa: PLC0415
+        from workers.ops.metrics import exposition  # noqa: PLC0415
 
         sys.stdout.write(exposition(lambda: result).decode())
     else:
@@ -53,7 +53,7 @@ def run_status(args: argparse.Namespace) -> int:
 def serve(port: int, measure: Any) -> int:
     from prometheus_client import REGISTRY, start_http_server  # noqa: PLC0415
 
-    from workers.metrics import StatusCollector  # noqa: PLC0415
+    from workers.ops.metrics import StatusCollector  # noqa: PLC0415
 
     REGISTRY.register(StatusCollector(measure))
     start_http_server(port)

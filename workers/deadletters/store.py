@@ -1,0 +1,227 @@
+"""The dead-letter store: every message that failed for good, why, how often, and its history.
+
+An entry is keyed by the envelope's message id, which retries and replays keep: a replayed
+message that fails again comes back as the same entry, its history growing. Each entry counts
+the ``.XQ`` copies RabbitMQ still holds for failures the middleware already recorded
+(``xq_pending``), so the ingester can ack those copies without recording them twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo.collection import Collection
+from pymongo.database import Database
+
+from readstore.db import Document, get_database
+from workers.deadletters.record import Failure, now
+
+COLLECTION = "dead_letters"
+HISTORY_KEPT = 50
+DEAD, REPLAYED, ARCHIVED = "dead", "replayed", "archived"
+#: Fields a listing shows; the envelope, message and traceback only ``show`` reads.
+SUMMARY = {
+    "envelope": 0,
+    "raw_body": 0,
+    "message": 0,
+    "traceback": 0,
+    "history": 0,
+}
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which entries an operation applies to (every given criterion must hold)."""
+
+    ids: Sequence[str] = ()
+    queue: str | None = None
+    actor: str | None = None
+    error: str | None = None
+    group: str | None = None
+    since: datetime | None = None
+    state: str | None = DEAD
+
+    def query(self) -> Document:
+        query: Document = {}
+        if self.ids:
+            query["_id"] = {"$in": list(self.ids)}
+        for key, value in (
+            ("queue", self.queue),
+            ("actor", self.actor),
+            ("error_type", self.error),
+            ("group", self.group),
+            ("state", self.state),
+        ):
+            if value is not None:
+                query[key] = value
+        if self.since is not None:
+            query["last_failed_at"] = {"$gte": self.since}
+        return query
+
+    @property
+    def empty(self) -> bool:
+        return not (self.ids or self.queue or self.actor or self.error or self.group)
+
+
+class DeadLetterStore:
+    def __init__(self, database: Database[Document] | None = None) -> None:
+        self.database = database if database is not None else get_database()
+        self.entries: Collection[Document] = self.database[COLLECTION]
+
+    def indexes(self) -> None:
+        self.entries.create_index([("state", ASCENDING), ("last_failed_at", DESCENDING)])
+        self.entries.create_index([("queue", ASCENDING), ("state", ASCENDING)])
+        self.entries.create_index([("group", ASCENDING), ("state", ASCENDING)])
+
+    # -- recording -------------------------------------------------------------------------
+    def record(self, failure: Failure, *, copy_in_xq: bool) -> None:
+        """Store one dead-lettering; ``copy_in_xq``: RabbitMQ also holds it in ``.XQ``."""
+        self.entries.bulk_write([_upsert(failure, copy_in_xq)])
+
+    def record_many(self, failures: Iterable[Failure], *, copy_in_xq: bool) -> int:
+        ops = [_upsert(f, copy_in_xq) for f in failures]
+        if ops:
+            self.entries.bulk_write(ops, ordered=True)
+        return len(ops)
+
+    def claim_xq_copies(self, keys: Sequence[str]) -> Counter[str]:
+        """Of ``keys`` (one per ``.XQ`` copy), those whose failure is already recorded.
+
+        Each such copy decrements its entry's ``xq_pending``; the copies not claimed are
+        failures no middleware saw, to be recorded from ``.XQ``.
+        """
+        wanted = Counter(keys)
+        found = self.entries.find({"_id": {"$in": list(wanted)}, "xq_pending": {"$gt": 0}})
+        claimed = Counter({d["_id"]: min(wanted[d["_id"]], d["xq_pending"]) for d in found})
+        ops = [
+            UpdateOne({"_id": key, "xq_pending": {"$gte": n}}, {"$inc": {"xq_pending": -n}})
+            for key, n in claimed.items()
+        ]
+        if ops:
+            self.entries.bulk_write(ops, ordered=False)
+        return claimed
+
+    # -- reading ---------------------------------------------------------------------------
+    def find(self, selector: Selector, limit: int = 50) -> list[Document]:
+        cursor = self.entries.find(selector.query(), SUMMARY).sort("last_failed_at", DESCENDING)
+        return list(cursor.limit(max(limit, 1)))
+
+    def get(self, entry_id: str) -> Document | None:
+        return self.entries.find_one({"_id": entry_id})
+
+    def ids(self, selector: Selector) -> list[str]:
+        return [d["_id"] for d in self.entries.find(selector.query(), {"_id": 1})]
+
+    def groups(self, state: str = DEAD) -> list[Document]:
+        """Entries grouped by error type and stack fingerprint, largest group first."""
+        pipeline: list[Document] = [
+            {"$match": {"state": state}},
+            {
+                "$group": {
+                    "_id": "$group",
+                    "error_type": {"$first": "$error_type"},
+                    "count": {"$sum": 1},
+                    "queues": {"$addToSet": "$queue"},
+                    "first_seen": {"$min": "$first_failed_at"},
+                    "last_seen": {"$max": "$last_failed_at"},
+                    "example": {"$first": "$_id"},
+                    "reason": {"$first": "$reason"},
+                }
+            },
+            {"$sort": {"count": -1, "_id": 1}},
+        ]
+        return list(self.entries.aggregate(pipeline))
+
+    def counts_by_queue(self, state: str = DEAD) -> dict[str, int]:
+        pipeline: list[Document] = [
+            {"$match": {"state": state}},
+            {"$group": {"_id": "$queue", "count": {"$sum": 1}}},
+        ]
+        return {d["_id"]: d["count"] for d in self.entries.aggregate(pipeline)}
+
+    # -- operating -------------------------------------------------------------------------
+    def mark(self, ids: Sequence[str], state: str, event: Document) -> int:
+        """Move ``ids`` to ``state`` and append ``event`` to their history."""
+        if not ids:
+            return 0
+        update: Document = {
+            "$set": {"state": state},
+            "$push": {"history": {"$each": [event], "$slice": -HISTORY_KEPT}},
+        }
+        if event.get("event") == "replayed":
+            update["$inc"] = {"replays": 1}
+        result = self.entries.update_many({"_id": {"$in": list(ids)}}, update)
+        return result.modified_count
+
+    def purge(self, ids: Sequence[str]) -> int:
+        return self.entries.delete_many({"_id": {"$in": list(ids)}}).deleted_count if ids else 0
+
+
+def _upsert(failure: Failure, copy_in_xq: bool) -> UpdateOne:
+    event = {
+        "event": "failed",
+        "at": failure.failed_at,
+        "error_type": failure.error_type,
+        "reason": failure.reason[:500],
+        "attempts": failure.attempts,
+        "source": failure.source,
+    }
+    latest = {
+        "state": DEAD,
+        "queue": failure.queue,
+        "actor": failure.actor,
+        "envelope": failure.envelope,
+        "raw_body": failure.raw_body,
+        "message": failure.message,
+        "message_type": (failure.message or {}).get("type"),
+        "correlation_id": (failure.message or {}).get("correlation_id"),
+        "error_type": failure.error_type,
+        "reason": failure.reason[:2000],
+        "traceback": failure.traceback,
+        "group": failure.fingerprint,
+        "attempts": failure.attempts,
+        "last_failed_at": failure.failed_at,
+        "replayable": failure.replayable,
+        "truncated": failure.truncated,
+        "source": failure.source,
+        "updated_at": now(),
+    }
+    return UpdateOne(
+        {"_id": failure.key},
+        {
+            "$set": latest,
+            "$min": {"first_failed_at": failure.first_failed_at},
+            "$inc": {"count": 1, "xq_pending": 1 if copy_in_xq else 0},
+            "$push": {"history": {"$each": [event], "$slice": -HISTORY_KEPT}},
+        },
+        upsert=True,
+    )
+
+
+def summary(doc: Document) -> dict[str, Any]:
+    """An entry as a listing row shows it (JSON-friendly)."""
+    keys = (
+        "_id",
+        "state",
+        "queue",
+        "actor",
+        "message_type",
+        "error_type",
+        "reason",
+        "group",
+        "attempts",
+        "count",
+        "replays",
+        "first_failed_at",
+        "last_failed_at",
+        "correlation_id",
+    )
+    row = {k: doc.get(k) for k in keys}
+    row["id"] = row.pop("_id")
+    row["replays"] = row["replays"] or 0
+    return row

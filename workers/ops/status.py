@@ -1,0 +1,203 @@
+"""What needs attention: queue depths, dead letters, projection lag and sagas by state.
+
+Queue depths come from RabbitMQ: the ready counts from a passive ``queue_declare``, the
+unacknowledged counts from the management API (``None``, shown as unknown, when it is not
+reachable). Projection lag is *events committed but not yet applied*, measured without a
+counter on the hot path as: the projection queue's ready + unacknowledged messages, plus its
+delay queue (retries waiting), plus the commits not yet dispatched (each may carry events for
+every projection), plus the events held behind a parked stream. Duplicates in flight can make
+it an overestimate; it is zero only when the projection has nothing left to apply.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pika
+from pymongo.database import Database
+
+from readstore.db import Document
+from readstore.projection import parked_streams
+from sagas.fulfilment import TERMINAL
+from sagas.store import SagaStore
+from workers.deadletters.store import DeadLetterStore
+from workers.runtime.broker import BASE_QUEUES
+from workers.runtime.settings import Settings
+from workers.write.eventstore import EventStore
+
+SAGAS = "sagas"
+#: A running saga this long past its step deadline is stuck (its timeout never ran).
+OVERDUE_GRACE = timedelta(minutes=5)
+
+
+@dataclass
+class QueueFigures:
+    name: str
+    ready: int | None = None
+    unacked: int | None = None
+    delayed: int | None = None
+    xq: int | None = None
+    dead_letters: int = 0
+
+
+@dataclass
+class Status:
+    queues: list[QueueFigures]
+    projections: dict[str, dict[str, Any]]
+    sagas: dict[str, int]
+    undispatched: int
+    overdue_sagas: int = 0
+    attention: list[str] = field(default_factory=list)
+
+    def asdict(self) -> dict[str, Any]:
+        return {
+            "queues": [vars(q) for q in self.queues],
+            "projections": self.projections,
+            "sagas": self.sagas,
+            "overdue_sagas": self.overdue_sagas,
+            "undispatched_commits": self.undispatched,
+            "dead_letters": sum(q.dead_letters for q in self.queues),
+            "attention": self.attention,
+            "healthy": not self.attention,
+        }
+
+
+def ready_counts(amqp_url: str, names: list[str]) -> dict[str, int | None]:
+    """Ready messages per queue (passive declare); ``None`` for a queue that does not exist."""
+    counts: dict[str, int | None] = {}
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        channel = connection.channel()
+        for name in names:
+            try:
+                counts[name] = channel.queue_declare(name, passive=True).method.message_count
+            except pika.exceptions.ChannelClosedByBroker:
+                counts[name] = None
+                channel = connection.channel()
+    finally:
+        connection.close()
+    return counts
+
+
+def management_url(settings: Settings) -> str:
+    if settings.rabbitmq_management_url:
+        return settings.rabbitmq_management_url.get_secret_value()
+    amqp = urllib.parse.urlsplit(settings.amqp() or "amqp://guest:guest@127.0.0.1:5672/")
+    auth = f"{amqp.username or 'guest'}:{amqp.password or 'guest'}@"
+    return f"http://{auth}{amqp.hostname or '127.0.0.1'}:15672"
+
+
+def unacked_counts(settings: Settings) -> dict[str, int] | None:
+    """Unacknowledged messages per queue from the management API; ``None`` if unreachable."""
+    url = urllib.parse.urlsplit(management_url(settings))
+    vhost = urllib.parse.unquote(urllib.parse.urlsplit(settings.amqp() or "").path[1:]) or "/"
+    path = f"/api/queues/{urllib.parse.quote(vhost, safe='')}?columns=name,messages_unacknowledged"
+    request = urllib.request.Request(f"{url.scheme}://{url.hostname}:{url.port or 15672}{path}")
+    token = base64.b64encode(f"{url.username or ''}:{url.password or ''}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            rows = json.load(response)
+    except (OSError, ValueError):
+        return None
+    return {row["name"]: int(row.get("messages_unacknowledged") or 0) for row in rows}
+
+
+def queue_figures(settings: Settings, database: Database[Document]) -> list[QueueFigures]:
+    names = sorted({settings.queue_prefix + base for base in BASE_QUEUES.values()})
+    all_names = [n + suffix for n in names for suffix in ("", ".DQ", ".XQ")]
+    ready = ready_counts(settings.amqp() or "", all_names)
+    unacked = unacked_counts(settings)
+    dead = DeadLetterStore(database).counts_by_queue()
+
+    def held(name: str) -> int | None:
+        if unacked is None:
+            return None
+        return unacked.get(name, 0) + unacked.get(name + ".DQ", 0)
+
+    return [
+        QueueFigures(n, ready[n], held(n), ready[n + ".DQ"], ready[n + ".XQ"], dead.get(n, 0))
+        for n in names
+    ]
+
+
+def projection_lag(
+    settings: Settings, database: Database[Document], queues: list[QueueFigures], undispatched: int
+) -> dict[str, dict[str, Any]]:
+    from workers.subscribers.projections import PROJECTIONS  # noqa: PLC0415 -- after the actor modules
+
+    by_name = {q.name: q for q in queues}
+    lag: dict[str, dict[str, Any]] = {}
+    for name, (projection, _) in sorted(PROJECTIONS.items()):
+        figures = by_name.get(f"{settings.queue_prefix}projections.{name}") or QueueFigures(name)
+        parked = parked_streams(database, projection.collection_name)
+        held = sum(max(int(p.get("held_through", 0)) - int(p["version"]) + 1, 1) for p in parked)
+        queued = (figures.ready or 0) + (figures.unacked or 0) + (figures.delayed or 0)
+        lag[name] = {
+            "lag": queued + undispatched + held,
+            "queued": queued,
+            "parked_streams": len(parked),
+            "parked_events": held,
+            "exact_queue": figures.unacked is not None,
+        }
+    return lag
+
+
+def sagas_by_state(database: Database[Document]) -> dict[str, int]:
+    """Sagas per state, when a saga store exists in this database."""
+    if SAGAS not in database.list_collection_names():
+        return {}
+    return SagaStore(database).count_by_status()
+
+
+def overdue_sagas(database: Database[Document], grace: timedelta = OVERDUE_GRACE) -> int:
+    """Running sagas whose step deadline passed more than ``grace`` ago: stuck, not slow."""
+    cutoff = datetime.now(UTC) - grace
+    query = {"status": {"$nin": sorted(TERMINAL)}, "deadline": {"$lt": cutoff}}
+    return database[SAGAS].count_documents(query)
+
+
+def status(settings: Settings, database: Database[Document]) -> Status:
+    queues = queue_figures(settings, database)
+    undispatched = EventStore(database).count_undispatched()
+    result = Status(
+        queues=queues,
+        projections=projection_lag(settings, database, queues, undispatched),
+        sagas=sagas_by_state(database),
+        undispatched=undispatched,
+        overdue_sagas=overdue_sagas(database),
+    )
+    result.attention = attention(result, settings.max_projection_lag)
+    return result
+
+
+def attention(result: Status, max_lag: int) -> list[str]:
+    """What an operator should look at; empty means healthy."""
+    notes = [
+        f"{q.name}: {q.dead_letters} dead letter(s) in the store"
+        for q in result.queues
+        if q.dead_letters
+    ]
+    notes += [f"{q.name}.XQ: {q.xq} message(s) not ingested yet" for q in result.queues if q.xq]
+    notes += [
+        f"projection {name}: lag {figures['lag']} over {max_lag}"
+        for name, figures in result.projections.items()
+        if figures["lag"] > max_lag
+    ]
+    notes += [
+        f"projection {name}: {figures['parked_streams']} parked stream(s)"
+        for name, figures in result.projections.items()
+        if figures["parked_streams"]
+    ]
+    if result.overdue_sagas:
+        notes.append(
+            f"{result.overdue_sagas} saga(s) past their step deadline: "
+            "sagaworks sagas list --older-than 5m"
+        )
+    return notes
