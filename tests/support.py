@@ -1,53 +1,19 @@
-"""Helpers shared by the tests: settle a broker, build domain commands."""
+"""Helpers shared by the tests: build domain commands (``settle`` comes from workers.testing)."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from decimal import Decimal
 from typing import Any
 
-import dramatiq
-from dramatiq import Worker
-from dramatiq.brokers.stub import StubBroker
-
 from messages import caused_by
 from messages.customers import RegisterCustomer
 from messages.orders import Address, OrderLine, OrderPlaced, PlaceOrder, order_total
+from workers.testing.settle import settle
+
+__all__ = ["ADDRESS", "order_placed", "place_order", "register_customer", "settle"]
 
 ADDRESS = Address(name="Ada", street="1 Main St", city="Springfield", postal_code="1", country="US")
-
-
-def settle(broker: dramatiq.Broker, worker: Worker, timeout: float = 60.0) -> None:
-    """Wait until every declared queue is empty and the worker idle, through cascades
-    (a command's events are enqueued while it is processed) and retries."""
-    deadline = time.monotonic() + timeout
-    quiet_passes = 0
-    while quiet_passes < 2:
-        if time.monotonic() > deadline:
-            raise TimeoutError("the broker did not settle in time")
-        busy = False
-        for queue in sorted(broker.get_declared_queues()):
-            if _pending(broker, queue):
-                busy = True
-                if isinstance(broker, StubBroker):
-                    broker.join(queue, timeout=int(timeout * 1000), fail_fast=False)
-                else:
-                    broker.join(queue, min_successes=5, idle_time=50, timeout=int(timeout * 1000))
-        worker.join()
-        quiet_passes = 0 if busy else quiet_passes + 1
-        if busy:
-            time.sleep(0.05)
-
-
-def _pending(broker: dramatiq.Broker, queue: str) -> bool:
-    if isinstance(broker, StubBroker):
-        delayed = broker.queues.get(f"{queue}.DQ")
-        return broker.queues[queue].unfinished_tasks > 0 or bool(
-            delayed and delayed.unfinished_tasks
-        )
-    counts: Any = broker.get_queue_message_counts(queue)  # type: ignore[attr-defined]
-    return bool(counts[0] or counts[1])
 
 
 def register_customer(name: str = "Ada", **extra: Any) -> RegisterCustomer:
