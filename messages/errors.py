@@ -15,6 +15,10 @@ class InvalidMessageError(PermanentError):
     """Not JSON, an unknown type or version, a schema violation or a malformed envelope."""
 
 
+class UnplaceableEvent(PermanentError):
+    """A projection was given an event it cannot place in a stream (no stream position)."""
+
+
 class MessageTooLarge(PermanentError):
     """The message body is larger than ``Settings.max_message_bytes``: refused unread."""
 

@@ -27,6 +27,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from messages import Event
+from messages.errors import UnplaceableEvent
 from readstore.db import Document, get_database
 from readstore.eventlog import read_stream
 from readstore.mongo import dig
@@ -181,7 +182,7 @@ class Projection:
 
 def _version(event: Event) -> int:
     if event.stream_version is None:
-        raise ValueError(f"{event.type_name()} {event.message_id} has no stream version")
+        raise UnplaceableEvent(f"{event.type_name()} {event.message_id} has no stream version")
     return event.stream_version
 
 

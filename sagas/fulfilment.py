@@ -21,6 +21,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 from messages import Message
+from messages.errors import InvalidMessageError
 from messages.fulfilment import StepDeadlinePassed
 from messages.inventory import (
     CommitStock,
@@ -206,5 +207,5 @@ def saga_key(message: Message) -> UUID:
     """The saga a message belongs to: every message here carries its order id."""
     order_id = getattr(message, "order_id", None)
     if not isinstance(order_id, UUID):
-        raise ValueError(f"{message.type_name()} carries no order id")
+        raise InvalidMessageError(f"{message.type_name()} carries no order id")
     return order_id

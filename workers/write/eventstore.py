@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 from pymongo import ASCENDING
 from pymongo.database import Database
@@ -114,7 +115,7 @@ class EventStore:
             dispatched=False,
         )
 
-    def _raise_conflict(self, stream_id: str, expected: int, command: Command | None) -> None:
+    def _raise_conflict(self, stream_id: str, expected: int, command: Command | None) -> NoReturn:
         existing = self.commit_for(stream_id, command) if command else None
         if existing is not None:
             raise DuplicateCommand(existing)
