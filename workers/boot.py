@@ -61,6 +61,7 @@ def rabbitmq_broker(settings: Settings) -> RabbitmqBroker:
         confirm_delivery=True,
         middleware=default_middleware(settings),
         quorum=settings.quorum_queues,
+        max_message_bytes=settings.max_message_bytes,
     )
 
 

@@ -13,7 +13,7 @@ from pymongo.database import Database
 from messages import encode
 from readstore.db import Document
 from tests.support import register_customer, settle
-from workers.deadletters.record import fingerprint
+from workers.deadletters.record import group_key
 from workers.deadletters.store import DeadLetterStore, Selector
 from workers.publishing import publish
 from workers.runtime.broker import queue_name
@@ -122,15 +122,17 @@ def test_valid_messages_leave_no_dead_letters(stub_broker: StubBroker, stub_work
     assert DeadLetterStore().find(Selector()) == []
 
 
-@pytest.mark.parametrize("line", [1, 99])
-def test_fingerprint_ignores_line_numbers_and_text(line: int) -> None:
-    # Given the same stack at different lines
-    trace = f'File "/a/b/orders.py", line {line}, in place\nValueError: boom {line}'
-    # When fingerprinted
-    # Then the key depends on the frames and the type only
-    same_frames = 'File "x/orders.py", line 3, in place'
-    assert fingerprint("ValueError", trace) == fingerprint("ValueError", same_frames)
-    assert fingerprint("ValueError", trace) != fingerprint("KeyError", trace)
+@pytest.mark.parametrize("value", ["-1", "0", "7"])
+def test_group_key_keeps_field_paths_and_drops_values(value: str) -> None:
+    # Given the same violation with different values and line indexes
+    reason = f"PlaceOrder failed validation: lines.{value}.quantity: greater than 0 [{value}]"
+    same = "PlaceOrder failed validation: lines.3.quantity: greater than 0 [12]"
+    # When keyed
+    # Then the key depends on the error type and the field path, not the values
+    assert group_key("InvalidMessageError", reason) == group_key("InvalidMessageError", same)
+    assert group_key("InvalidMessageError", reason) != group_key("KeyError", reason)
+    other_field = "PlaceOrder failed validation: lines.3.unit_price: greater than 0 [12]"
+    assert group_key("InvalidMessageError", reason) != group_key("InvalidMessageError", other_field)
 
 
 def test_parked_stream_holds_later_events_until_released(database: Database[Document]) -> None:
