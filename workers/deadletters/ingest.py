@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import dramatiq
 import pika
 import structlog
 from dramatiq import Message as Envelope
@@ -167,6 +168,7 @@ class Ingester:
     def failure_of(self, copy: Copy) -> Failure:
         """What the copy's failure was: refused at the door, or failed in its actor."""
         actor_queues = {actor.actor_name: actor.queue_name for actor in ACTORS}
+        actor_queues.update({n: a.queue_name for n, a in dramatiq.get_broker().actors.items()})
         rejection = screen_delivery(
             copy.origin, copy.exchange, copy.body, self.max_bytes, actor_queues
         )

@@ -216,5 +216,6 @@ def delete_queues(url: str, prefix: str, broker: dramatiq.Broker) -> None:
             if name.startswith(prefix):
                 for suffix in ("", ".DQ", ".XQ"):
                     channel.queue_delete(name + suffix)
+        channel.exchange_delete(upstream_exchange(prefix))
     finally:
         connection.close()
