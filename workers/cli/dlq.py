@@ -64,7 +64,9 @@ def register(subparsers: Any) -> None:
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--queue", help="queue name (without the deployment's prefix)")
+    parser.add_argument(
+        "--queue", help="queue name (without the deployment's prefix); 'outbox': parked commits"
+    )
     parser.add_argument("--actor")
     parser.add_argument("--error", help="exception type, e.g. InvalidMessageError")
     parser.add_argument("--since", type=since, help="e.g. 30m, 2h, 7d or an ISO time")
@@ -97,8 +99,8 @@ def _store() -> Any:
 
 
 def _queue(name: str | None) -> str | None:
-    if name is None:
-        return None
+    if name is None or name == "outbox":  # commits the relay parked are not on a queue
+        return name
     from workers.runtime.settings import Settings  # noqa: PLC0415
 
     prefix = Settings().queue_prefix

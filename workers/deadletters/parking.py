@@ -1,17 +1,27 @@
-"""Parking: an event a projection failed for good holds back the rest of its stream there.
+"""Parking: what failed for good is set aside, visibly, so that what follows it can go on.
 
-Projection actors register here as they are declared, so the dead-letter path can find the
-projection behind an actor without importing the actors.
+An event a projection failed for good holds back the rest of its stream there. Projection
+actors register here as they are declared, so the dead-letter path can find the projection
+behind an actor without importing the actors. A commit the relay cannot decode is parked on
+the commit and recorded as a dead letter of the ``outbox``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from typing import Protocol
 
 import structlog
+from pymongo.collection import Collection
 
-from workers.deadletters.record import Failure
+from readstore.db import Document
+from workers.deadletters.record import MAX_STORED_CHARS, Failure, now
+from workers.deadletters.store import DeadLetterStore
+
+#: The dead-letter queue name of commits the relay parked.
+OUTBOX = "outbox"
 
 log = structlog.get_logger("sagaworks.deadletters")
 
@@ -40,3 +50,26 @@ def park(failure: Failure) -> None:
         return
     projection().park(stream_id, version, failure.key)
     log.warning("projection.parked", actor=failure.actor, stream_id=stream_id)
+
+
+def park_commit(commits: Collection[Document], doc: Document, error: Exception) -> None:
+    """Set aside a commit the relay cannot decode, and record it as a dead letter."""
+    commit_id = str(doc.get("_id"))[:200]
+    reason = f"commit {commit_id[:80]} does not decode: {str(error)[:400]}"
+    commits.update_one({"_id": doc["_id"]}, {"$set": {"parked": {"at": now(), "reason": reason}}})
+    text = json.dumps(doc, default=str)
+    at = now()
+    failure = Failure(
+        key="commit-" + hashlib.sha256(commit_id.encode()).hexdigest()[:32],
+        queue=OUTBOX,
+        error_type="UndecodableCommit",
+        reason=reason,
+        attempts=1,
+        failed_at=at,
+        first_failed_at=at,
+        source="relay",
+        raw_body=text[:MAX_STORED_CHARS],
+        truncated=len(text) > MAX_STORED_CHARS,
+    )
+    DeadLetterStore(commits.database).record(failure, copy_in_xq=False)
+    log.error("commit.parked", commit_id=commit_id, error=type(error).__name__)

@@ -6,15 +6,17 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
 import structlog
-from pymongo import UpdateOne
+from pymongo import ASCENDING, UpdateOne
 
 from messages import Event, encode
+from readstore.db import Document
 from readstore.eventlog import Commit
+from workers.deadletters.parking import park_commit
 from workers.write.writebehind import WRITE_BEHIND
 
 if TYPE_CHECKING:
@@ -64,24 +66,43 @@ def dispatch(commit: Commit, store: EventStore) -> None:
 
 
 class Relay:
-    """Re-sends commits left undispatched past a grace period (a crash after the commit)."""
+    """Re-sends commits left undispatched past a grace period (a crash after the commit).
 
-    def __init__(self, store: EventStore, grace: timedelta) -> None:
+    A commit it cannot decode (a type unknown here, a damaged document) is parked: marked
+    ``parked`` on the commit and recorded in the dead-letter store, so it is visible and no
+    longer blocks the commits behind it.
+    """
+
+    def __init__(self, store: EventStore, grace: timedelta, batch: int = 500) -> None:
         self.store = store
         self.grace = grace
+        self.batch = batch
 
     def run_once(self) -> int:
         """Dispatch every overdue commit; the number dispatched."""
         WRITE_BEHIND.flush()
         sent = 0
-        while batch := self.store.undispatched(self.grace):
-            for commit in batch:
+        while docs := self._overdue():
+            for commit in filter(None, map(self._decoded, docs)):
                 dispatch(commit, self.store)
+                sent += 1
             WRITE_BEHIND.flush()
-            sent += len(batch)
         if sent:
             log.warning("relay.redispatched", commits=sent)
         return sent
+
+    def _overdue(self) -> list[Document]:
+        cutoff = datetime.now(UTC) - self.grace
+        query = {"dispatched": False, "committed_at": {"$lte": cutoff}, "parked": None}
+        cursor = self.store.commits.find(query).sort("committed_at", ASCENDING)
+        return list(cursor.limit(self.batch))
+
+    def _decoded(self, doc: Document) -> Commit | None:
+        try:
+            return Commit.from_document(doc)
+        except Exception as exc:  # whatever the damage, park it and go on with the rest
+            park_commit(self.store.commits, doc, exc)
+            return None
 
     def run_forever(self, interval: float, stop: threading.Event) -> None:
         log.info("relay.started", grace_seconds=self.grace.total_seconds(), interval=interval)
