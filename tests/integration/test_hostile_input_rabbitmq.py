@@ -22,6 +22,7 @@ from messages.inventory import AddStock, ReserveStock, StockLine, StockReserved
 from messages.payments import PaymentCharged
 from readstore.customers import get_customer_profile
 from readstore.db import Document
+from tests.conftest import AMQP_URL
 from tests.hostile import (
     body,
     customer_envelope,
@@ -37,7 +38,6 @@ from workers.deadletters.record import from_envelope
 from workers.deadletters.store import DeadLetterStore
 from workers.runtime.admission import upstream_exchange
 from workers.runtime.settings import Settings
-from tests.conftest import AMQP_URL
 
 
 @pytest.fixture
