@@ -201,10 +201,16 @@ def decode_argument(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Message:
             f"expected exactly one argument (the message), got {len(args)} positional "
             f"and {len(kwargs)} keyword"
         )
+    if not isinstance(args[0], dict | str):
+        raise InvalidMessageError(
+            f"the message must be a JSON object, not {type(args[0]).__name__}"
+        )
     try:
         return decode(args[0])
     except InvalidMessage as exc:
         raise InvalidMessageError(str(exc)) from None
+    except (TypeError, ValueError, RecursionError) as exc:  # malformed in a way decode missed
+        raise InvalidMessageError(f"the message does not decode: {type(exc).__name__}") from None
 
 
 def delete_queues(url: str, prefix: str, broker: dramatiq.Broker) -> None:
