@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import dramatiq
@@ -12,7 +13,7 @@ from pymongo.database import Database
 
 from messages import encode
 from readstore.db import Document
-from tests.support import register_customer, settle
+from tests.support import place_order, register_customer, settle
 from workers.deadletters.record import group_key
 from workers.deadletters.store import DeadLetterStore, Selector
 from workers.publishing import publish
@@ -158,3 +159,36 @@ def test_parked_stream_holds_later_events_until_released(database: Database[Docu
     with releasing():
         assert projection.apply(first) is True
     assert parked_streams(database) == []
+
+
+def five_causes_twice() -> list[tuple[str, str, dict[str, Any]]]:
+    """Two messages (different values) for each of five causes: wrong type, missing field,
+    unknown type, newer version, bad decimal."""
+    sent = []
+    for n in (1, 2):
+        customer = encode(register_customer(f"C{n}"))
+        wrong_type = {**customer, "data": {**customer["data"], "email": n}}
+        missing = {**customer, "data": {k: v for k, v in customer["data"].items() if k != "name"}}
+        unknown = {**customer, "type": f"MakeCoffee{n}"}
+        newer = {**customer, "version": n + 1}
+        order = encode(place_order(uuid.uuid4()))
+        order["data"]["lines"][0]["unit_price"] = f"abc{n}"
+        customers = ("customers.commands", "handle_customer_command")
+        sent += [(*customers, m) for m in (wrong_type, missing, unknown, newer)]
+        sent.append(("orders.commands", "handle_order_command", order))
+    return sent
+
+
+def test_dead_letter_groups_are_one_per_cause_with_counts(
+    stub_broker: StubBroker, stub_worker: Worker
+) -> None:
+    # Given two messages for each of five distinct causes
+    for queue, actor, message in five_causes_twice():
+        send_raw(stub_broker, queue, actor, message)
+    # When they are dead-lettered and grouped
+    settle(stub_broker, stub_worker)
+    groups = DeadLetterStore().groups()
+    # Then each cause is its own group of two, its cause shown without values
+    assert sorted(g["count"] for g in groups) == [2, 2, 2, 2, 2]
+    causes = " | ".join(g["cause"] for g in groups)
+    assert "unit_price" in causes and "abc" not in causes

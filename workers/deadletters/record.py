@@ -32,6 +32,7 @@ _VALUES = [
     (re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`"), "<v>"),
     (re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F-]{27}"), "<id>"),
     (re.compile(r"\[input_value=.*?(?=, input_type|\])"), "[input_value=<v>"),
+    (re.compile(r"\bv\d+\b"), "v<n>"),  # versions: "v2 is newer than v1"
     (re.compile(r"(?<![A-Za-z])-?\d+(\.\d+)?"), "<n>"),
 ]
 
