@@ -17,10 +17,7 @@ import dramatiq
 import pika
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-from workers.runtime.broker import queue_name
-
-#: The replay journal queue (before the deployment's prefix).
-JOURNAL = "sagaworks.replays"
+from workers.runtime.broker import REPLAY_JOURNAL, queue_name
 #: A batch is not committed when less than this share of its lease is left: a replay that
 #: settles after the lease ran out must find the marker of every batch that was committed.
 LEASE_MARGIN = 0.25
@@ -57,7 +54,7 @@ class Transactional:
 
     def __init__(self, broker: RabbitmqBroker, connection: pika.BlockingConnection) -> None:
         self.broker = broker
-        self.journal_queue = queue_name(JOURNAL)
+        self.journal_queue = queue_name(REPLAY_JOURNAL)
         self.channel = connection.channel()
         self.channel.queue_declare(self.journal_queue, durable=True)
         self.channel.tx_select()

@@ -29,6 +29,8 @@ log = structlog.get_logger("sagaworks.broker")
 ACTORS: list[dramatiq.Actor[Any, Any]] = []
 #: Each actor's queue name as declared, before any prefix.
 BASE_QUEUES: dict[str, str] = {}
+#: The replay journal queue (before any prefix): one marker per committed replay batch.
+REPLAY_JOURNAL = "sagaworks.replays"
 
 # Actors are declared against this placeholder at import time and re-bound by ``bind()``.
 _DECLARATION_BROKER = StubBroker()
@@ -222,6 +224,7 @@ def delete_queues(url: str, prefix: str, broker: dramatiq.Broker) -> None:
             if name.startswith(prefix):
                 for suffix in ("", ".DQ", ".XQ"):
                     channel.queue_delete(name + suffix)
+        channel.queue_delete(prefix + REPLAY_JOURNAL)
         channel.exchange_delete(upstream_exchange(prefix))
     finally:
         connection.close()
