@@ -133,20 +133,16 @@ def parse(body: bytes, max_bytes: int) -> dict[str, Any]:
     return doc
 
 
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
 def depth(text: str) -> int:
-    """The deepest nesting of ``[``/``{`` outside strings, in one pass, without recursion."""
+    """The deepest nesting of ``[``/``{`` outside strings, without parsing (or recursion)."""
     deepest = level = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            escaped, in_string = (False, True) if escaped else (char == "\\", char != '"')
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            level += 1
-            deepest = max(deepest, level)
-        elif char in "]}":
-            level -= 1
+    for bracket in _BRACKETS.findall(_STRING.sub("", text)):
+        level += 1 if bracket in "[{" else -1
+        deepest = max(deepest, level)
     return deepest
 
 
