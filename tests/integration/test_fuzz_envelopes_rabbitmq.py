@@ -33,7 +33,6 @@ from tests.support import place_order, register_customer, settle
 from workers.deadletters.store import DeadLetterStore
 from workers.ops.status import status
 from workers.publishing import publish
-from workers.runtime.envelopes import rejection_key
 from workers.runtime.settings import Settings
 
 COUNT = int(os.environ.get("FUZZ_COUNT", "120"))
@@ -96,8 +95,9 @@ def dead_letter_note(note: str) -> bool:
 def outcome(broker: Any, processed: set[str], queue: str, body: bytes) -> str | None:
     """``processed``, ``dead`` (in the dead-letter store with a reason), or ``None``."""
     store = DeadLetterStore()
-    if broker.screen(queue, "", body) is not None:
-        entry = store.get(rejection_key(queue, body))
+    rejection = broker.screen(queue, "", body)
+    if rejection is not None:
+        entry = store.get(rejection.key)
     else:
         message_id = json.loads(body)["message_id"]
         if message_id in processed:

@@ -179,10 +179,20 @@ def upstream_publish(settings: Settings, base_queue: str, message: Any) -> dict[
     return doc
 
 
+def bound_to_upstream(broker: RabbitmqBroker, settings: Settings) -> None:
+    """Wait until the worker declared its command queues (and bound them to the exchange)."""
+    for base in ("customers", "orders", "inventory", "payments"):
+        broker.declare_queue(f"{settings.queue_prefix}{base}.commands", ensure=True)
+
+
 def test_upstream_may_publish_public_commands_but_not_internal_ones_or_events(
-    rabbitmq_worker: Worker, settings: Settings, database: Database[Document]
+    rabbitmq_broker: RabbitmqBroker,
+    rabbitmq_worker: Worker,
+    settings: Settings,
+    database: Database[Document],
 ) -> None:
     # Given a worker whose command queues are bound to the upstream exchange
+    bound_to_upstream(rabbitmq_broker, settings)
     order_id = uuid.uuid4()
     # When an upstream publishes a public command, an internal command and an event
     upstream_publish(settings, "inventory.commands", AddStock(sku="SKU-U", quantity=3))
@@ -204,9 +214,14 @@ def test_upstream_may_publish_public_commands_but_not_internal_ones_or_events(
 
 
 def test_upstream_exchange_reaches_no_saga_queue_and_a_stray_binding_is_refused(
-    rabbitmq_worker: Worker, settings: Settings, database: Database[Document]
+    rabbitmq_broker: RabbitmqBroker,
+    rabbitmq_worker: Worker,
+    settings: Settings,
+    database: Database[Document],
 ) -> None:
     # Given the upstream exchange, which routes to command queues only
+    bound_to_upstream(rabbitmq_broker, settings)
+    rabbitmq_broker.declare_queue(settings.queue_prefix + "sagas.fulfilment", ensure=True)
     exchange = upstream_exchange(settings.queue_prefix)
     saga_queue = settings.queue_prefix + "sagas.fulfilment"
     charged = PaymentCharged(order_id=uuid.uuid4(), amount="10.00", reference="r-1")

@@ -18,6 +18,7 @@ import pika
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from workers.runtime.broker import REPLAY_JOURNAL, queue_name
+
 #: A batch is not committed when less than this share of its lease is left: a replay that
 #: settles after the lease ran out must find the marker of every batch that was committed.
 LEASE_MARGIN = 0.25

@@ -16,7 +16,7 @@ from dramatiq.errors import DecodeError as EnvelopeDecodeError
 
 from messages import decode, encode
 from messages.errors import PermanentError
-from workers.runtime.envelopes import Rejection, rejection_key, well_formed_id
+from workers.runtime.envelopes import Rejection, well_formed_id
 
 #: The option a replayed envelope carries: how many times it was replayed.
 REPLAY_OPTION = "sagaworks_replay"
@@ -175,7 +175,7 @@ def from_rejection(
     text = body.decode("utf-8", "replace")
     failed_at = at or now()
     return Failure(
-        key=rejection_key(queue, body),
+        key=rejection.key,
         queue=queue_of(queue),
         raw_body=text[:MAX_STORED_CHARS],
         error_type=rejection.error_type,

@@ -200,27 +200,31 @@ def _upsert(failure: Failure, copy_in_xq: bool) -> UpdateOne:
     latest = {
         "state": str(DEAD),
         "queue": failure.queue,
-        "actor": failure.actor,
-        "envelope": failure.envelope,
         "raw_body": failure.raw_body,
-        "message": failure.message,
-        "message_type": _text((failure.message or {}).get("type")),
-        "correlation_id": _text((failure.message or {}).get("correlation_id")),
         "attempts": failure.attempts,
         "last_failed_at": failure.failed_at,
-        "replayable": failure.replayable,
-        "truncated": failure.truncated,
         "source": failure.source,
         "updated_at": now(),
     }
+    decoded = {
+        "actor": failure.actor,
+        "envelope": failure.envelope,
+        "message": failure.message,
+        "message_type": _text((failure.message or {}).get("type")),
+        "correlation_id": _text((failure.message or {}).get("correlation_id")),
+        "replayable": failure.replayable,
+        "truncated": failure.truncated,
+    }
+    # A delivery refused undecoded never replaces the envelope an entry of that id holds.
+    keep = (cause if not failure.known else {}) | (decoded if failure.envelope is None else {})
     update: Document = {
-        "$set": {**latest, **cause} if failure.known else latest,
+        "$set": {k: v for k, v in (latest | cause | decoded).items() if k not in keep},
         "$min": {"first_failed_at": failure.first_failed_at},
         "$inc": {"count": 1, "xq_pending": 1 if copy_in_xq else 0},
         "$push": {"history": {"$each": [event], "$slice": -HISTORY_KEPT}},
     }
-    if not failure.known:
-        update["$setOnInsert"] = cause
+    if keep:
+        update["$setOnInsert"] = keep
     return UpdateOne({"_id": failure.key}, update, upsert=True)
 
 

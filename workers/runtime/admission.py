@@ -18,7 +18,7 @@ from typing import Any
 
 from messages import Command, Event
 from messages.registry import UnknownMessageType, registry
-from workers.runtime.envelopes import Refused, UnauthorizedMessage, refuse
+from workers.runtime.envelopes import UNAUTHORIZED, Refused, refuse
 from workers.runtime.routing import COMMAND_ENDPOINTS
 
 #: The exchange upstream services publish to (routing key = the command queue's name).
@@ -68,4 +68,4 @@ def message_model(envelope: Mapping[str, Any]) -> type[Any] | None:
 
 
 def _unauthorized(field: str, reason: str) -> Refused:
-    return refuse(field, reason, UnauthorizedMessage)
+    return refuse(field, reason, UNAUTHORIZED)

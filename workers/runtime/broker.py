@@ -17,9 +17,11 @@ from messages.errors import InvalidMessageError, PermanentError
 from messages.registry import InvalidMessage
 from workers.runtime.admission import COMMAND_QUEUES, admit, upstream_exchange
 from workers.runtime.envelopes import (
+    UNAUTHORIZED,
+    UNKNOWN_ACTOR,
     Rejection,
-    UnauthorizedMessage,
     refuse,
+    rejection_key,
     screen,
 )
 
@@ -140,16 +142,18 @@ def screen_delivery(
     try:
         return screen(body, queue, max_bytes, admit_here)
     except Exception as exc:  # a bug in screening must refuse the message, not kill a thread
-        return Rejection("body", f"body: screening failed ({type(exc).__name__})")
+        reason = f"body: screening failed ({type(exc).__name__})"
+        return Rejection("body", reason, key=rejection_key(queue, body))
 
 
 def check_actor(actor_name: str, queue: str, actor_queues: Mapping[str, str]) -> None:
     home = actor_queues.get(actor_name)
     if home is None:
-        raise refuse("actor_name", f"no actor {actor_name[:80]!r} in this deployment")
+        reason = f"no actor {actor_name[:80]!r} in this deployment"
+        raise refuse("actor_name", reason, UNKNOWN_ACTOR)
     if home != q_name(queue):
         reason = f"{actor_name!r} consumes {home!r}, not {q_name(queue)!r}"
-        raise refuse("actor_name", reason, UnauthorizedMessage)
+        raise refuse("actor_name", reason, UNAUTHORIZED)
 
 
 def is_critical_queue(queue_name: str) -> bool:

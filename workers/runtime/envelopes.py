@@ -13,10 +13,8 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
-
-from messages.errors import InvalidMessageError, MessageTooLarge, PermanentError
 
 #: JSON nesting deeper than this is refused unparsed (a deep body exhausts the parser).
 MAX_DEPTH = 32
@@ -56,25 +54,23 @@ FORBIDDEN_OPTIONS = frozenset(
 )
 
 
-class InvalidEnvelope(InvalidMessageError):
-    """The Dramatiq envelope itself is malformed: refused before any actor sees it."""
-
-
-class UnauthorizedMessage(PermanentError):
-    """A message that may not arrive on this queue by this route (see ``admission``)."""
+#: The error types a refused delivery is recorded under.
+INVALID_ENVELOPE = "InvalidEnvelope"  # a field missing, of the wrong type or inconsistent
+UNDECODABLE = "UndecodableEnvelope"  # not UTF-8, not JSON, not an object, too deep
+TOO_LARGE = "MessageTooLarge"
+UNKNOWN_ACTOR = "ActorNotFound"
+UNAUTHORIZED = "UnauthorizedMessage"  # not allowed on this queue by this route (admission)
 
 
 @dataclass(frozen=True)
 class Rejection:
-    """Why a delivery was refused: the field at fault and a reason that names it."""
+    """Why a delivery was refused: the field at fault, a reason that names it, and the
+    dead-letter key: the envelope's id when well formed, else a hash of queue and body."""
 
     field: str
     reason: str
-    error: type[PermanentError] = InvalidEnvelope
-
-    @property
-    def error_type(self) -> str:
-        return self.error.__name__
+    error_type: str = INVALID_ENVELOPE
+    key: str = ""
 
 
 class Refused(Exception):
@@ -85,8 +81,8 @@ class Refused(Exception):
         self.rejection = rejection
 
 
-def refuse(field: str, reason: str, error: type[PermanentError] = InvalidEnvelope) -> Refused:
-    return Refused(Rejection(field, f"{field}: {reason}", error))
+def refuse(field: str, reason: str, error_type: str = INVALID_ENVELOPE) -> Refused:
+    return Refused(Rejection(field, f"{field}: {reason}", error_type))
 
 
 def rejection_key(queue: str, body: bytes) -> str:
@@ -105,31 +101,43 @@ Admit = Callable[[Mapping[str, Any]], None]
 
 def screen(body: bytes, queue: str, max_bytes: int, admit: Admit | None = None) -> Rejection | None:
     """``None`` when ``body`` is a well-formed envelope for ``queue``, else why not."""
+    envelope: dict[str, Any] = {}
     try:
         envelope = parse(body, max_bytes)
         check_fields(envelope, queue)
         if admit is not None:
             admit(envelope)
     except Refused as refused:
-        return refused.rejection
+        if refused.rejection.error_type == TOO_LARGE and len(body) <= 4 * max_bytes:
+            envelope = _peek(body)  # parsed only to find its id, within a bounded cost
+        message_id = envelope.get("message_id")
+        key = message_id if well_formed_id(message_id) else rejection_key(queue, body)
+        return replace(refused.rejection, key=str(key))
     return None
+
+
+def _peek(body: bytes) -> dict[str, Any]:
+    try:
+        return parse(body, len(body))
+    except Refused:
+        return {}
 
 
 def parse(body: bytes, max_bytes: int) -> dict[str, Any]:
     if len(body) > max_bytes:
-        raise refuse("body", f"{len(body)} bytes, over the {max_bytes} limit", MessageTooLarge)
+        raise refuse("body", f"{len(body)} bytes, over the {max_bytes} limit", TOO_LARGE)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise refuse("body", f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        raise refuse("body", f"not UTF-8 ({exc.reason} at byte {exc.start})", UNDECODABLE) from None
     if depth(text) > MAX_DEPTH:
-        raise refuse("body", f"JSON nested deeper than {MAX_DEPTH} levels")
+        raise refuse("body", f"JSON nested deeper than {MAX_DEPTH} levels", UNDECODABLE)
     try:
         doc = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     except (ValueError, RecursionError) as exc:
-        raise refuse("body", f"not JSON ({str(exc)[:120]})") from None
+        raise refuse("body", f"not JSON ({str(exc)[:120]})", UNDECODABLE) from None
     if not isinstance(doc, dict):
-        raise refuse("body", f"a JSON {_json_type(doc)}, not an envelope object")
+        raise refuse("body", f"a JSON {_json_type(doc)}, not an envelope object", UNDECODABLE)
     return doc
 
 
