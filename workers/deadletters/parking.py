@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Protocol
 
 import structlog
-from pymongo.collection import Collection
 
 from readstore.db import Document
 from workers.deadletters.record import MAX_STORED_CHARS, Failure, now
@@ -52,11 +51,9 @@ def park(failure: Failure) -> None:
     log.warning("projection.parked", actor=failure.actor, stream_id=stream_id)
 
 
-def park_commit(commits: Collection[Document], doc: Document, error: Exception) -> None:
-    """Set aside a commit the relay cannot decode, and record it as a dead letter."""
+def record_parked_commit(doc: Document, reason: str) -> None:
+    """A commit the relay parked, as a dead letter of the ``outbox`` (not replayable)."""
     commit_id = str(doc.get("_id"))[:200]
-    reason = f"commit {commit_id[:80]} does not decode: {str(error)[:400]}"
-    commits.update_one({"_id": doc["_id"]}, {"$set": {"parked": {"at": now(), "reason": reason}}})
     text = json.dumps(doc, default=str)
     at = now()
     failure = Failure(
@@ -71,5 +68,4 @@ def park_commit(commits: Collection[Document], doc: Document, error: Exception) 
         raw_body=text[:MAX_STORED_CHARS],
         truncated=len(text) > MAX_STORED_CHARS,
     )
-    DeadLetterStore(commits.database).record(failure, copy_in_xq=False)
-    log.error("commit.parked", commit_id=commit_id, error=type(error).__name__)
+    DeadLetterStore().record(failure, copy_in_xq=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -16,13 +16,16 @@ from pymongo import ASCENDING, UpdateOne
 from messages import Event, encode
 from readstore.db import Document
 from readstore.eventlog import Commit
-from workers.deadletters.parking import park_commit
 from workers.write.writebehind import WRITE_BEHIND
 
 if TYPE_CHECKING:
     from workers.write.eventstore import EventStore
 
 log = structlog.get_logger("sagaworks.outbox")
+
+#: Told of every commit the relay parks, with the reason (the dead-letter store registers here
+#: at boot: the write side does not import it).
+PARKED_COMMIT_HOOKS: list[Callable[[Document, str], None]] = []
 
 #: (actor, the event types it receives), in subscription order.
 SUBSCRIBERS: list[tuple[dramatiq.Actor[Any, Any], tuple[type[Event], ...]]] = []
@@ -34,6 +37,11 @@ def subscribe(actor: dramatiq.Actor[Any, Any], event_types: Iterable[type[Event]
 
 def subscribers_of(event: Event) -> list[dramatiq.Actor[Any, Any]]:
     return [actor for actor, types in SUBSCRIBERS if isinstance(event, types)]
+
+
+def on_parked_commit(hook: Callable[[Document, str], None]) -> None:
+    if hook not in PARKED_COMMIT_HOOKS:
+        PARKED_COMMIT_HOOKS.append(hook)
 
 
 def envelope_id(event: Event, actor: dramatiq.Actor[Any, Any]) -> str:
@@ -69,8 +77,8 @@ class Relay:
     """Re-sends commits left undispatched past a grace period (a crash after the commit).
 
     A commit it cannot decode (a type unknown here, a damaged document) is parked: marked
-    ``parked`` on the commit and recorded in the dead-letter store, so it is visible and no
-    longer blocks the commits behind it.
+    ``parked`` on the commit and handed to ``PARKED_COMMIT_HOOKS`` (the dead-letter store),
+    so it is visible and no longer blocks the commits behind it.
     """
 
     def __init__(self, store: EventStore, grace: timedelta, batch: int = 500) -> None:
@@ -101,8 +109,18 @@ class Relay:
         try:
             return Commit.from_document(doc)
         except Exception as exc:  # whatever the damage, park it and go on with the rest
-            park_commit(self.store.commits, doc, exc)
+            self._park(doc, f"commit {str(doc.get('_id'))[:80]} does not decode: {str(exc)[:400]}")
             return None
+
+    def _park(self, doc: Document, reason: str) -> None:
+        parked = {"at": datetime.now(UTC), "reason": reason}
+        self.store.commits.update_one({"_id": doc["_id"]}, {"$set": {"parked": parked}})
+        log.error("commit.parked", commit_id=str(doc.get("_id"))[:200])
+        for hook in PARKED_COMMIT_HOOKS:
+            try:
+                hook(doc, reason)
+            except Exception:  # the commit is parked all the same; status counts it
+                log.exception("commit.park_report_failed")
 
     def run_forever(self, interval: float, stop: threading.Event) -> None:
         log.info("relay.started", grace_seconds=self.grace.total_seconds(), interval=interval)
