@@ -86,7 +86,7 @@ class Rabbitmq(RabbitmqBroker):
                 log.exception("envelope.report_failed", queue=queue)
 
     def _declare_queue(self, queue_name: str) -> Any:
-        declared = super()._declare_queue(queue_name)  # type: ignore[no-untyped-call]
+        declared = super()._declare_queue(queue_name)  # type: ignore[no-untyped-call]  # Dramatiq is untyped
         if queue_name.removeprefix(_queue_prefix) in COMMAND_QUEUES:
             exchange = upstream_exchange(_queue_prefix)
             self.channel.exchange_declare(exchange, "direct", durable=True)
@@ -112,7 +112,7 @@ class GuardedConsumer(_RabbitmqConsumer):
     broker: Rabbitmq
 
     def __init__(self, broker: Rabbitmq, queue_name: str, prefetch: int, timeout: int) -> None:
-        super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]
+        super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]  # untyped
         self.iterator = self._screened(self.iterator)
 
     def _screened(self, deliveries: Iterator[Any]) -> Iterator[Any]:
@@ -120,7 +120,7 @@ class GuardedConsumer(_RabbitmqConsumer):
             if method is not None:
                 rejection = self.broker.screen(self.queue_name, method.exchange, body)
                 if rejection is not None:
-                    self._nack(method.delivery_tag)  # type: ignore[no-untyped-call]
+                    self._nack(method.delivery_tag)  # type: ignore[no-untyped-call]  # untyped
                     self.broker.report_rejection(self.queue_name, body, rejection)
                     yield None, None, None
                     continue
