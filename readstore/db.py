@@ -6,6 +6,7 @@ import os
 import re
 import threading
 from typing import Any
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from pymongo import MongoClient
 from pymongo.database import Database
@@ -17,14 +18,46 @@ _database: Database[Document] | None = None
 _factory: tuple[str, str] | None = None
 _pid: int | None = None
 
-_CREDENTIALS = re.compile(
-    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/]*):(?P<pw>[^@/]*)@", re.I
+#: Query or parameter keys whose values are secrets (``authSource``/``authMechanism`` are not).
+_SECRET_KEY = re.compile(
+    r"pass|pwd|secret|token|key|credential|signature|sig$|auth(?!source$|mechanism$)", re.I
 )
+_SEPARATORS = re.compile(r"([&;])")
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, safe for logs and CLI output."""
-    return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", url)
+    """``url`` safe for logs and CLI output: userinfo and secret-looking values become ``***``.
+
+    Parsed with the standard library; the userinfo ends at the *last* ``@`` of the authority,
+    so a password with an unescaped ``@`` is redacted whole. Anything that does not parse as a
+    URL with an authority is redacted up to its last ``@``.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return _blunt(url)
+    if "@" in url and "@" not in parts.netloc:
+        return _blunt(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hosts = netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{hosts}" if colon else f"***@{hosts}"
+    path, query, fragment = (_redact_pairs(p) for p in (parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, path, query, fragment))
+
+
+def _redact_pairs(text: str) -> str:
+    pieces = _SEPARATORS.split(text)
+    for i, piece in enumerate(pieces):
+        key, equals, _ = piece.partition("=")
+        if equals and _SECRET_KEY.search(unquote_plus(key)):
+            pieces[i] = f"{key}=***"
+    return "".join(pieces)
+
+
+def _blunt(text: str) -> str:
+    return "***@" + _redact_pairs(text.rpartition("@")[2]) if "@" in text else _redact_pairs(text)
 
 
 def connect(url: str, name: str, **options: Any) -> Database[Document]:

@@ -135,6 +135,8 @@ def delete_queues(prefix: str) -> None:
     for base in set(BASE_QUEUES.values()):
         for suffix in ("", ".DQ", ".XQ"):
             channel.queue_delete(prefix + base + suffix)
+    channel.queue_delete(prefix + "sagaworks.replays")  # the replay journal
+    channel.exchange_delete(prefix + "sagaworks.upstream")  # bound to the command queues
     connection.close()
 
 

@@ -14,13 +14,14 @@ from pymongo.database import Database
 from messages import registry
 from readstore.db import Document, configure_database, get_database, set_database
 from sagas.store import SagaStore
+from workers.deadletters.parking import record_parked_commit
 from workers.deadletters.store import DeadLetterStore
 from workers.middleware import default_middleware
 from workers.runtime.broker import Rabbitmq, bind
 from workers.runtime.embedded import EmbeddedMongo
 from workers.runtime.logs import configure_logging
 from workers.runtime.settings import Settings
-from workers.write import snapshots
+from workers.write import outbox, snapshots
 from workers.write.eventstore import EventStore
 
 log = structlog.get_logger("sagaworks.runtime")
@@ -61,6 +62,7 @@ def rabbitmq_broker(settings: Settings) -> RabbitmqBroker:
         confirm_delivery=True,
         middleware=default_middleware(settings),
         quorum=settings.quorum_queues,
+        max_message_bytes=settings.max_message_bytes,
     )
 
 
@@ -102,6 +104,7 @@ def boot(
     load_actor_modules(settings)
     registry.check()  # refuse to start with a gap in an upcaster chain
     snapshots.configure(settings.snapshot_every)
+    outbox.on_parked_commit(record_parked_commit)  # the relay's parked commits are dead letters
     embedded = None
     if database is not None:
         set_database(database)

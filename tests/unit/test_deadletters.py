@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import dramatiq
@@ -12,8 +13,8 @@ from pymongo.database import Database
 
 from messages import encode
 from readstore.db import Document
-from tests.support import register_customer, settle
-from workers.deadletters.record import fingerprint
+from tests.support import place_order, register_customer, settle
+from workers.deadletters.record import group_key
 from workers.deadletters.store import DeadLetterStore, Selector
 from workers.publishing import publish
 from workers.runtime.broker import queue_name
@@ -122,15 +123,17 @@ def test_valid_messages_leave_no_dead_letters(stub_broker: StubBroker, stub_work
     assert DeadLetterStore().find(Selector()) == []
 
 
-@pytest.mark.parametrize("line", [1, 99])
-def test_fingerprint_ignores_line_numbers_and_text(line: int) -> None:
-    # Given the same stack at different lines
-    trace = f'File "/a/b/orders.py", line {line}, in place\nValueError: boom {line}'
-    # When fingerprinted
-    # Then the key depends on the frames and the type only
-    same_frames = 'File "x/orders.py", line 3, in place'
-    assert fingerprint("ValueError", trace) == fingerprint("ValueError", same_frames)
-    assert fingerprint("ValueError", trace) != fingerprint("KeyError", trace)
+@pytest.mark.parametrize("value", ["-1", "0", "7"])
+def test_group_key_keeps_field_paths_and_drops_values(value: str) -> None:
+    # Given the same violation with different values and line indexes
+    reason = f"PlaceOrder failed validation: lines.{value}.quantity: greater than 0 [{value}]"
+    same = "PlaceOrder failed validation: lines.3.quantity: greater than 0 [12]"
+    # When keyed
+    # Then the key depends on the error type and the field path, not the values
+    assert group_key("InvalidMessageError", reason) == group_key("InvalidMessageError", same)
+    assert group_key("InvalidMessageError", reason) != group_key("KeyError", reason)
+    other_field = "PlaceOrder failed validation: lines.3.unit_price: greater than 0 [12]"
+    assert group_key("InvalidMessageError", reason) != group_key("InvalidMessageError", other_field)
 
 
 def test_parked_stream_holds_later_events_until_released(database: Database[Document]) -> None:
@@ -156,3 +159,36 @@ def test_parked_stream_holds_later_events_until_released(database: Database[Docu
     with releasing():
         assert projection.apply(first) is True
     assert parked_streams(database) == []
+
+
+def five_causes_twice() -> list[tuple[str, str, dict[str, Any]]]:
+    """Two messages (different values) for each of five causes: wrong type, missing field,
+    unknown type, newer version, bad decimal."""
+    sent = []
+    for n in (1, 2):
+        customer = encode(register_customer(f"C{n}"))
+        wrong_type = {**customer, "data": {**customer["data"], "email": n}}
+        missing = {**customer, "data": {k: v for k, v in customer["data"].items() if k != "name"}}
+        unknown = {**customer, "type": f"MakeCoffee{n}"}
+        newer = {**customer, "version": n + 1}
+        order = encode(place_order(uuid.uuid4()))
+        order["data"]["lines"][0]["unit_price"] = f"abc{n}"
+        customers = ("customers.commands", "handle_customer_command")
+        sent += [(*customers, m) for m in (wrong_type, missing, unknown, newer)]
+        sent.append(("orders.commands", "handle_order_command", order))
+    return sent
+
+
+def test_dead_letter_groups_are_one_per_cause_with_counts(
+    stub_broker: StubBroker, stub_worker: Worker
+) -> None:
+    # Given two messages for each of five distinct causes
+    for queue, actor, message in five_causes_twice():
+        send_raw(stub_broker, queue, actor, message)
+    # When they are dead-lettered and grouped
+    settle(stub_broker, stub_worker)
+    groups = DeadLetterStore().groups()
+    # Then each cause is its own group of two, its cause shown without values
+    assert sorted(g["count"] for g in groups) == [2, 2, 2, 2, 2]
+    causes = " | ".join(g["cause"] for g in groups)
+    assert "unit_price" in causes and "abc" not in causes

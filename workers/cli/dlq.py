@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
     listing.add_argument("--limit", type=int, default=50)
     listing.set_defaults(func=run_list)
 
-    groups = actions.add_parser("groups", help="dead letters by error type and stack")
+    groups = actions.add_parser("groups", help="dead letters by cause (error type + reason)")
     add_json_flag(groups)
     groups.set_defaults(func=run_groups)
 
@@ -64,11 +64,14 @@ def register(subparsers: Any) -> None:
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--queue", help="queue name (without the deployment's prefix)")
+    parser.add_argument(
+        "--queue", help="queue name (without the deployment's prefix); 'outbox': parked commits"
+    )
     parser.add_argument("--actor")
     parser.add_argument("--error", help="exception type, e.g. InvalidMessageError")
     parser.add_argument("--since", type=since, help="e.g. 30m, 2h, 7d or an ISO time")
-    parser.add_argument("--state", default="dead", choices=["dead", "replayed", "archived", "all"])
+    states = ["dead", "replaying", "replayed", "archived", "all"]
+    parser.add_argument("--state", default="dead", choices=states, help="default: dead")
     add_json_flag(parser)
 
 
@@ -79,6 +82,11 @@ def _selectors(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="say what would be done")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--by", default=None, help="who does it (default: the OS user)")
+    if parser.prog.endswith("replay"):
+        parser.add_argument("--batch", type=int, default=100, help="entries per transaction")
+        parser.add_argument(
+            "--lease", type=float, default=60.0, help="seconds a replay owns what it claimed"
+        )
     add_json_flag(parser)
 
 
@@ -91,8 +99,8 @@ def _store() -> Any:
 
 
 def _queue(name: str | None) -> str | None:
-    if name is None:
-        return None
+    if name is None or name == "outbox":  # commits the relay parked are not on a queue
+        return name
     from workers.runtime.settings import Settings  # noqa: PLC0415
 
     prefix = Settings().queue_prefix
@@ -100,7 +108,7 @@ def _queue(name: str | None) -> str | None:
 
 
 def _selector(args: argparse.Namespace) -> Any:
-    from workers.deadletters.store import Selector  # noqa: PLC0415
+    from workers.deadletters.store import Selector, State  # noqa: PLC0415
 
     state = getattr(args, "state", "dead")
     return Selector(
@@ -110,7 +118,7 @@ def _selector(args: argparse.Namespace) -> Any:
         error=getattr(args, "error", None),
         group=getattr(args, "group", None),
         since=getattr(args, "since", None),
-        state=None if state == "all" or getattr(args, "ids", None) else state,
+        state=None if state == "all" or getattr(args, "ids", None) else State(state),
     )
 
 
@@ -149,14 +157,14 @@ def _groups_text(groups: list[dict[str, Any]]) -> str:
     if not groups:
         return "no dead letters"
     cells = [_group_row(g) for g in groups]
-    headers = ["group", "count", "queues", "first seen", "last seen", "example", "reason"]
+    headers = ["group", "count", "queues", "first seen", "last seen", "example", "cause"]
     return table(cells, headers)
 
 
 def _group_row(g: dict[str, Any]) -> tuple[Any, ...]:
     queues = ",".join(sorted(g["queues"]))
-    reason = _cut(g["reason"], 40)
-    return (g["group"], g["count"], queues, g["first_seen"], g["last_seen"], g["example"], reason)
+    cause = _cut(g.get("cause") or g["reason"], 60)
+    return (g["group"], g["count"], queues, g["first_seen"], g["last_seen"], g["example"], cause)
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -219,17 +227,21 @@ def _by(args: argparse.Namespace) -> str:
 
 def run_replay(args: argparse.Namespace) -> int:
     from workers.cli.service import connect  # noqa: PLC0415
-    from workers.deadletters.replay import replay  # noqa: PLC0415
+    from workers.deadletters.publisher import publisher  # noqa: PLC0415
+    from workers.deadletters.replay import replay, settle  # noqa: PLC0415
     from workers.deadletters.store import DeadLetterStore  # noqa: PLC0415
 
     _require_selection(args, "replay")
     runtime = connect()
     try:
         store = DeadLetterStore()
+        with publisher(runtime.broker) as send:
+            settle(store, send)  # an interrupted replay's entries are resolved before choosing
         ids = list(args.ids) if args.ids else store.ids(_selector(args))
         if not _confirm(args, "replayed", len(ids)):
             return 1
-        report = replay(ids, _by(args), dry_run=args.dry_run, store=store)
+        options = {"dry_run": args.dry_run, "batch": args.batch, "lease": args.lease}
+        report = replay(ids, _by(args), store=store, broker=runtime.broker, **options)
     finally:
         runtime.close()
     verb = "would replay" if args.dry_run else "replayed"
@@ -253,6 +265,7 @@ def run_archive(args: argparse.Namespace) -> int:
 
 def _retire(args: argparse.Namespace, verb: str) -> int:
     from workers.deadletters.record import now  # noqa: PLC0415
+    from workers.deadletters.store import State  # noqa: PLC0415
 
     store, ids = _chosen(args, verb.rstrip("d"))
     if not _confirm(args, verb, len(ids)):
@@ -261,7 +274,8 @@ def _retire(args: argparse.Namespace, verb: str) -> int:
     if not args.dry_run and verb == "purged":
         done = store.purge(ids)
     elif not args.dry_run:
-        done = store.mark(ids, "archived", {"event": "archived", "at": now(), "by": _by(args)})
+        event = {"event": "archived", "at": now(), "by": _by(args)}
+        done = store.mark(ids, State.ARCHIVED, event)
     data = {verb: done, "dry_run": args.dry_run}
     emit(args, data, lambda d: f"{'would be ' if args.dry_run else ''}{verb}: {done}")
     return 0

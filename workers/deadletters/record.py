@@ -1,4 +1,4 @@
-"""What one dead-lettering was: the envelope, the decoded message, the error and its fingerprint."""
+"""What one dead-lettering was: the envelope, the decoded message, the error and its cause."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ from dramatiq.errors import DecodeError as EnvelopeDecodeError
 
 from messages import decode, encode
 from messages.errors import PermanentError
+from workers.runtime.envelopes import Rejection, well_formed_id
 
 #: The option a replayed envelope carries: how many times it was replayed.
 REPLAY_OPTION = "sagaworks_replay"
@@ -26,7 +27,14 @@ DELIVERY_OPTIONS = frozenset(
 )
 #: Stored bodies and envelopes are cut to this many characters (the store is not a blob store).
 MAX_STORED_CHARS = 256 * 1024
-_FRAME = re.compile(r'File "(?P<file>[^"]+)", line \d+, in (?P<fn>\S+)')
+#: What a reason's values look like: quoted text, ids, numbers (field paths keep their names).
+_VALUES = [
+    (re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`"), "<v>"),
+    (re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F-]{27}"), "<id>"),
+    (re.compile(r"\[input_value=.*?(?=, input_type|\])"), "[input_value=<v>"),
+    (re.compile(r"\bv\d+\b"), "v<n>"),  # versions: "v2 is newer than v1"
+    (re.compile(r"(?<![A-Za-z])-?\d+(\.\d+)?"), "<n>"),
+]
 
 
 @dataclass(frozen=True)
@@ -47,22 +55,47 @@ class Failure:
     message: dict[str, Any] | None = None
     traceback: str | None = None
     truncated: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: False when the final exception is unknown (a copy found in ``.XQ`` with no record):
+    #: such a failure never overwrites the cause an entry already has.
+    known: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, str):  # a key is only ever computed, never read off the wire
+            raise TypeError("a dead-letter key must be a string")
+
+    @property
+    def cause(self) -> str:
+        return cause(self.reason)
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.error_type, self.traceback)
+        return group_key(self.error_type, self.reason)
 
     @property
     def replayable(self) -> bool:
         return self.envelope is not None and not self.truncated
 
 
-def fingerprint(error_type: str, trace: str | None) -> str:
-    """A stable group key: the error type and the stack's frames (no line numbers, no text)."""
-    frames = [f"{m['file'].rsplit('/', 1)[-1]}:{m['fn']}" for m in _FRAME.finditer(trace or "")]
-    digest = hashlib.sha1("|".join([error_type, *frames]).encode(), usedforsecurity=False)
+def cause(reason: str) -> str:
+    """``reason`` with its values taken out: field paths and wording stay, data goes."""
+    text = reason[:1000]
+    for pattern, placeholder in _VALUES:
+        text = pattern.sub(placeholder, text)
+    return text[:300]
+
+
+def group_key(error_type: str, reason: str) -> str:
+    """A stable group key: the error type and the normalised reason (one group per cause)."""
+    digest = hashlib.sha1(f"{error_type}|{cause(reason)}".encode(), usedforsecurity=False)
     return f"{error_type}:{digest.hexdigest()[:10]}"
+
+
+def envelope_key(envelope: Envelope[Any]) -> str:
+    """An envelope's entry key: its id when well formed, else a hash of the envelope."""
+    if well_formed_id(envelope.message_id):
+        return envelope.message_id
+    canonical = json.dumps(envelope.asdict(), sort_keys=True, default=repr)
+    return "env-" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 def queue_of(name: str) -> str:
@@ -118,9 +151,9 @@ def from_envelope(
         trace = "".join(traceback.format_exception(exception))[-MAX_STORED_CHARS:]
     error_type = type(exception).__name__ if exception is not None else "Unrecorded"
     return Failure(
-        key=envelope.message_id,
-        queue=queue_of(envelope.queue_name),
-        actor=envelope.actor_name,
+        key=envelope_key(envelope),
+        queue=queue_of(str(envelope.queue_name)),
+        actor=str(envelope.actor_name),
         envelope=text,
         message=None if truncated else domain_message(envelope),
         error_type=error_type,
@@ -131,6 +164,27 @@ def from_envelope(
         first_failed_at=from_millis(options.get("first_failed_at")) or failed_at,
         source=source,
         truncated=truncated,
+        known=exception is not None,
+    )
+
+
+def from_rejection(
+    queue: str, body: bytes, rejection: Rejection, source: str, at: datetime | None = None
+) -> Failure:
+    """The failure of a delivery refused before Dramatiq decoded it (never replayable)."""
+    text = body.decode("utf-8", "replace")
+    failed_at = at or now()
+    return Failure(
+        key=rejection.key,
+        queue=queue_of(queue),
+        raw_body=text[:MAX_STORED_CHARS],
+        error_type=rejection.error_type,
+        reason=rejection.reason,
+        attempts=1,
+        failed_at=failed_at,
+        first_failed_at=failed_at,
+        source=source,
+        truncated=len(text) > MAX_STORED_CHARS,
     )
 
 

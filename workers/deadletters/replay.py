@@ -1,41 +1,53 @@
 """Replay: dead letters back to their original queue, fresh retry count, same message id, audited.
 
-The entry is marked replayed (who, when) *before* its message is sent, so a replay that
-fails again at once is recorded after it and the entry ends up dead again, not replayed. On
-RabbitMQ a batch is published in one AMQP transaction: the commit returns once the broker has
-every message of it (or none, and the entries are marked dead again).
+Crash-safe and exclusive. A replay *claims* each entry (``dead`` → ``replaying`` under its own
+token and a lease) with a conditional write, so two replays never both own an entry. On
+RabbitMQ a claimed batch is published in one AMQP transaction together with a marker naming
+the batch's token in the replay journal queue; the entries become ``replayed`` only after the
+commit returned. A replay killed at any point is settled by the next one: a batch whose marker
+is in the journal was sent (its entries are marked replayed); a batch whose lease ran out
+without a marker never reached the broker (its entries are dead again, to be replayed).
 Keeping the message id keeps every consumer's idempotency: a replay applies once in effect.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+import time
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import dramatiq
-import pika
 import structlog
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
 from readstore.db import Document
+from workers.deadletters.publisher import LEASE_MARGIN, Publisher, publisher
 from workers.deadletters.record import DELIVERY_OPTIONS, REPLAY_OPTION, now, queue_of
-from workers.deadletters.store import DEAD, DeadLetterStore
+from workers.deadletters.store import DEAD, REPLAYED, REPLAYING, DeadLetterStore
 
 log = structlog.get_logger("sagaworks.replay")
 #: What a replay reads of an entry.
 REPLAY_FIELDS = {"envelope": 1, "state": 1, "replayable": 1, "queue": 1, "replays": 1}
+#: How long a replay owns the entries it claimed; it never commits a batch past it.
+DEFAULT_LEASE_SECONDS = 60.0
 
 
 @dataclass
 class ReplayReport:
     replayed: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    settled: dict[str, int] = field(default_factory=dict)
 
     def asdict(self) -> dict[str, Any]:
-        return {"replayed": len(self.replayed), "ids": self.replayed, "skipped": self.skipped}
+        return {
+            "replayed": len(self.replayed),
+            "ids": self.replayed,
+            "skipped": self.skipped,
+            "settled": self.settled,
+        }
 
 
 def envelope_for_replay(doc: Document) -> dramatiq.Message[Any]:
@@ -58,7 +70,7 @@ def why_not(doc: Document) -> str | None:
     if doc.get("state") != DEAD:
         return f"it is {doc.get('state')}, not dead"
     if not doc.get("replayable"):
-        return "no replayable envelope (undecodable or cut for size)"
+        return "no replayable envelope (refused at the door, undecodable or cut for size)"
     return None
 
 
@@ -70,18 +82,21 @@ def replay(
     store: DeadLetterStore | None = None,
     dry_run: bool = False,
     batch: int = 100,
+    lease: float = DEFAULT_LEASE_SECONDS,
 ) -> ReplayReport:
     """Replay the entries ``ids`` (in batches); those that cannot be replayed are skipped."""
     store = store or DeadLetterStore()
     report = ReplayReport()
     with publisher(broker or dramatiq.get_broker()) as send:
+        report.settled = settle(store, send)
         for start in range(0, len(ids), batch):
-            chosen = {"_id": {"$in": list(ids[start : start + batch])}}
-            docs = list(store.entries.find(chosen, REPLAY_FIELDS))
-            ready = [d for d in docs if not _skip(d, report)]
-            if not dry_run and ready:
-                _send(ready, by, send, store)
-            report.replayed += [d["_id"] for d in ready]
+            chunk = list(ids[start : start + batch])
+            docs = list(store.entries.find({"_id": {"$in": chunk}}, REPLAY_FIELDS))
+            ready = [d["_id"] for d in docs if not _skip(d, report)]
+            if ready and not dry_run:
+                ready = _replay_batch(ready, by, send=send, store=store, lease=lease, report=report)
+            report.replayed += ready
+        settle(store, send)
     found = set(report.replayed) | set(report.skipped)
     report.skipped.update({i: "no such dead letter" for i in ids if i not in found})
     return report
@@ -94,45 +109,85 @@ def _skip(doc: Document, report: ReplayReport) -> bool:
     return reason is not None
 
 
-Send = Callable[[list[dramatiq.Message[Any]]], None]
-
-
-def _send(docs: list[Document], by: str, send: Send, store: DeadLetterStore) -> None:
-    ids = [d["_id"] for d in docs]
-    store.mark(ids, "replayed", {"event": "replayed", "at": now(), "by": by})
+def _replay_batch(
+    ids: list[str],
+    by: str,
+    *,
+    send: Publisher,
+    store: DeadLetterStore,
+    lease: float,
+    report: ReplayReport,
+) -> list[str]:
+    """Claim, send in one transaction, then mark replayed; the ids this replay sent."""
+    token, deadline = uuid.uuid4().hex, time.monotonic() + lease * (1 - LEASE_MARGIN)
+    docs = claim(store, ids, token, by, lease)
+    report.skipped.update(
+        dict.fromkeys(set(ids) - {d["_id"] for d in docs}, "claimed by another replay")
+    )
+    if not docs:
+        return []
     try:
-        send([envelope_for_replay(doc) for doc in docs])
+        send.batch([envelope_for_replay(doc) for doc in docs], token, deadline)
     except Exception as exc:
-        event = {"event": "replay_failed", "at": now(), "by": by, "reason": str(exc)[:500]}
-        store.mark(ids, DEAD, event)
+        release(store, token, by, f"not sent: {str(exc)[:300]}")
         raise
-    log.info("deadletter.replayed", count=len(ids), by=by)
+    finish(store, [token], by)
+    log.info("deadletter.replayed", count=len(docs), by=by)
+    return [d["_id"] for d in docs]
 
 
-@contextmanager
-def publisher(broker: dramatiq.Broker) -> Iterator[Send]:
-    """A sender of batches; on RabbitMQ each batch is one transaction (all or none)."""
-    if not isinstance(broker, RabbitmqBroker):
+def claim(
+    store: DeadLetterStore, ids: list[str], token: str, by: str, lease: float
+) -> list[Document]:
+    """Take the dead entries among ``ids`` for this replay alone; the documents taken."""
+    until = now() + timedelta(seconds=lease)
+    store.entries.update_many(
+        {"_id": {"$in": ids}, "state": str(DEAD)},
+        {"$set": {"state": str(REPLAYING), "replay": {"token": token, "until": until, "by": by}}},
+    )
+    return list(store.entries.find({"replay.token": token}, REPLAY_FIELDS))
 
-        def enqueue(messages: list[dramatiq.Message[Any]]) -> None:
-            for message in messages:
-                broker.enqueue(message)
 
-        yield enqueue
-        return
-    connection = pika.BlockingConnection(broker.parameters)
-    channel = connection.channel()
-    channel.tx_select()
+def finish(store: DeadLetterStore, tokens: list[str], by: str) -> int:
+    """The batches ``tokens`` reached the broker: their entries are replayed."""
+    event = {"event": "replayed", "at": now(), "by": by}
+    result = store.entries.update_many(
+        {"replay.token": {"$in": tokens}, "state": str(REPLAYING)},
+        {
+            "$set": {"state": str(REPLAYED)},
+            "$unset": {"replay": ""},
+            "$inc": {"replays": 1},
+            "$push": {"history": {"$each": [event], "$slice": -50}},
+        },
+    )
+    return result.modified_count
 
-    def send(messages: list[dramatiq.Message[Any]]) -> None:
-        for queue in {m.queue_name for m in messages}:
-            broker.declare_queue(queue, ensure=True)  # a publish to a missing queue is lost
-        for message in messages:
-            properties = pika.BasicProperties(delivery_mode=2)
-            channel.basic_publish("", message.queue_name, message.encode(), properties)
-        channel.tx_commit()
 
-    try:
-        yield send
-    finally:
-        connection.close()
+def release(store: DeadLetterStore, token: str, by: str, reason: str) -> int:
+    """A batch that never reached the broker: its entries are dead again."""
+    return _back_to_dead(store, {"replay.token": token, "state": str(REPLAYING)}, by, reason)
+
+
+def settle(store: DeadLetterStore, send: Publisher) -> dict[str, int]:
+    """Finish what an interrupted replay left ``replaying``: sent → replayed, else dead."""
+    tokens, ack = send.journal()
+    sent = finish(store, tokens, "replay journal") if tokens else 0
+    ack()
+    expired = {"state": str(REPLAYING), "replay.until": {"$lt": now()}}
+    back = _back_to_dead(store, expired, "replay journal", "interrupted before it was sent")
+    if sent or back:
+        log.warning("replay.settled", replayed=sent, dead_again=back)
+    return {"replayed": sent, "dead_again": back}
+
+
+def _back_to_dead(store: DeadLetterStore, query: Document, by: str, reason: str) -> int:
+    event = {"event": "replay_failed", "at": now(), "by": by, "reason": reason}
+    result = store.entries.update_many(
+        query,
+        {
+            "$set": {"state": str(DEAD)},
+            "$unset": {"replay": ""},
+            "$push": {"history": {"$each": [event], "$slice": -50}},
+        },
+    )
+    return result.modified_count

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, UpdateOne
@@ -23,7 +24,19 @@ from workers.deadletters.record import Failure, now
 
 COLLECTION = "dead_letters"
 HISTORY_KEPT = 50
-DEAD, REPLAYED, ARCHIVED = "dead", "replayed", "archived"
+
+
+class State(StrEnum):
+    """Where a dead letter is in its life: dead → replaying → replayed (or archived)."""
+
+    DEAD = "dead"
+    #: Claimed by one replay (``replay.token``) and not yet confirmed sent by the broker.
+    REPLAYING = "replaying"
+    REPLAYED = "replayed"
+    ARCHIVED = "archived"
+
+
+DEAD, REPLAYING, REPLAYED, ARCHIVED = State.DEAD, State.REPLAYING, State.REPLAYED, State.ARCHIVED
 #: Fields a listing shows; the envelope, message and traceback only ``show`` reads.
 SUMMARY = {
     "envelope": 0,
@@ -44,7 +57,7 @@ class Selector:
     error: str | None = None
     group: str | None = None
     since: datetime | None = None
-    state: str | None = DEAD
+    state: State | None = DEAD
 
     def query(self) -> Document:
         query: Document = {}
@@ -58,7 +71,7 @@ class Selector:
             ("state", self.state),
         ):
             if value is not None:
-                query[key] = value
+                query[key] = str(value)
         if self.since is not None:
             query["last_failed_at"] = {"$gte": self.since}
         return query
@@ -117,14 +130,15 @@ class DeadLetterStore:
     def ids(self, selector: Selector) -> list[str]:
         return [d["_id"] for d in self.entries.find(selector.query(), {"_id": 1})]
 
-    def groups(self, state: str = DEAD) -> list[Document]:
-        """Entries grouped by error type and stack fingerprint, largest group first."""
+    def groups(self, state: State = DEAD) -> list[Document]:
+        """Entries grouped by cause (error type + normalised reason), largest group first."""
         pipeline: list[Document] = [
-            {"$match": {"state": state}},
+            {"$match": {"state": str(state)}},
             {
                 "$group": {
                     "_id": "$group",
                     "error_type": {"$first": "$error_type"},
+                    "cause": {"$first": "$cause"},
                     "count": {"$sum": 1},
                     "queues": {"$addToSet": "$queue"},
                     "first_seen": {"$min": "$first_failed_at"},
@@ -137,20 +151,20 @@ class DeadLetterStore:
         ]
         return list(self.entries.aggregate(pipeline))
 
-    def counts_by_queue(self, state: str = DEAD) -> dict[str, int]:
+    def counts_by_queue(self, state: State = DEAD) -> dict[str, int]:
         pipeline: list[Document] = [
-            {"$match": {"state": state}},
+            {"$match": {"state": str(state)}},
             {"$group": {"_id": "$queue", "count": {"$sum": 1}}},
         ]
         return {d["_id"]: d["count"] for d in self.entries.aggregate(pipeline)}
 
     # -- operating -------------------------------------------------------------------------
-    def mark(self, ids: Sequence[str], state: str, event: Document) -> int:
+    def mark(self, ids: Sequence[str], state: State, event: Document) -> int:
         """Move ``ids`` to ``state`` and append ``event`` to their history."""
         if not ids:
             return 0
         update: Document = {
-            "$set": {"state": state},
+            "$set": {"state": str(state)},
             "$push": {"history": {"$each": [event], "$slice": -HISTORY_KEPT}},
         }
         if event.get("event") == "replayed":
@@ -163,6 +177,11 @@ class DeadLetterStore:
 
 
 def _upsert(failure: Failure, copy_in_xq: bool) -> UpdateOne:
+    """The write recording ``failure``; its key is a computed string, matched literally.
+
+    A failure whose final exception is unknown (``known`` false) leaves the cause an entry
+    already has (error, reason, traceback, group): it only adds to the count and history.
+    """
     event = {
         "event": "failed",
         "at": failure.failed_at,
@@ -171,36 +190,46 @@ def _upsert(failure: Failure, copy_in_xq: bool) -> UpdateOne:
         "attempts": failure.attempts,
         "source": failure.source,
     }
-    latest = {
-        "state": DEAD,
-        "queue": failure.queue,
-        "actor": failure.actor,
-        "envelope": failure.envelope,
-        "raw_body": failure.raw_body,
-        "message": failure.message,
-        "message_type": (failure.message or {}).get("type"),
-        "correlation_id": (failure.message or {}).get("correlation_id"),
+    cause = {
         "error_type": failure.error_type,
         "reason": failure.reason[:2000],
         "traceback": failure.traceback,
         "group": failure.fingerprint,
+        "cause": failure.cause,
+    }
+    latest = {
+        "state": str(DEAD),
+        "queue": failure.queue,
+        "raw_body": failure.raw_body,
         "attempts": failure.attempts,
         "last_failed_at": failure.failed_at,
-        "replayable": failure.replayable,
-        "truncated": failure.truncated,
         "source": failure.source,
         "updated_at": now(),
     }
-    return UpdateOne(
-        {"_id": failure.key},
-        {
-            "$set": latest,
-            "$min": {"first_failed_at": failure.first_failed_at},
-            "$inc": {"count": 1, "xq_pending": 1 if copy_in_xq else 0},
-            "$push": {"history": {"$each": [event], "$slice": -HISTORY_KEPT}},
-        },
-        upsert=True,
-    )
+    decoded = {
+        "actor": failure.actor,
+        "envelope": failure.envelope,
+        "message": failure.message,
+        "message_type": _text((failure.message or {}).get("type")),
+        "correlation_id": _text((failure.message or {}).get("correlation_id")),
+        "replayable": failure.replayable,
+        "truncated": failure.truncated,
+    }
+    # A delivery refused undecoded never replaces the envelope an entry of that id holds.
+    keep = (cause if not failure.known else {}) | (decoded if failure.envelope is None else {})
+    update: Document = {
+        "$set": {k: v for k, v in (latest | cause | decoded).items() if k not in keep},
+        "$min": {"first_failed_at": failure.first_failed_at},
+        "$inc": {"count": 1, "xq_pending": 1 if copy_in_xq else 0},
+        "$push": {"history": {"$each": [event], "$slice": -HISTORY_KEPT}},
+    }
+    if keep:
+        update["$setOnInsert"] = keep
+    return UpdateOne({"_id": failure.key}, update, upsert=True)
+
+
+def _text(value: object) -> str | None:
+    return str(value)[:200] if value is not None else None
 
 
 def summary(doc: Document) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from dramatiq.middleware import Middleware
 from readstore.projection import set_releasing
 from workers.deadletters.ingest import run_ingester
 from workers.deadletters.parking import park
-from workers.deadletters.record import REPLAY_OPTION, from_envelope
+from workers.deadletters.record import REPLAY_OPTION, Failure, from_envelope, from_rejection
 from workers.deadletters.store import DeadLetterStore
+from workers.runtime.envelopes import Rejection
 from workers.runtime.settings import Settings
 
 log = structlog.get_logger("sagaworks.deadletters")
@@ -58,16 +59,28 @@ class DeadLetters(Middleware):
     def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
         try:
             failure = from_envelope(message, message._exception, source="middleware")
-            DeadLetterStore().record(failure, copy_in_xq=isinstance(broker, RabbitmqBroker))
-            park(failure)
-            log.warning(
-                "deadletter.recorded",
-                error=failure.error_type,
-                attempts=failure.attempts,
-                group=failure.fingerprint,
-            )
+            self._record(failure, copy_in_xq=isinstance(broker, RabbitmqBroker))
         except Exception:
-            log.exception("deadletter.record_failed", envelope_id=message.message_id)
+            log.exception("deadletter.record_failed", envelope_id=str(message.message_id)[:80])
+
+    def after_envelope_rejected(
+        self, broker: dramatiq.Broker, queue: str, body: bytes, rejection: Rejection
+    ) -> None:
+        """A delivery the broker's consumer refused (see ``GuardedConsumer``); it is in .XQ."""
+        try:
+            self._record(from_rejection(queue, body, rejection, source="consumer"), True)
+        except Exception:
+            log.exception("deadletter.record_failed", queue=queue)
+
+    def _record(self, failure: Failure, copy_in_xq: bool) -> None:
+        DeadLetterStore().record(failure, copy_in_xq=copy_in_xq)
+        park(failure)
+        log.warning(
+            "deadletter.recorded",
+            error=failure.error_type,
+            attempts=failure.attempts,
+            group=failure.fingerprint,
+        )
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if not isinstance(broker, RabbitmqBroker) or self.thread is not None:

@@ -53,6 +53,7 @@ class Status:
     sagas: dict[str, int]
     undispatched: int
     overdue_sagas: int = 0
+    parked_commits: int = 0
     attention: list[str] = field(default_factory=list)
 
     def asdict(self) -> dict[str, Any]:
@@ -62,6 +63,7 @@ class Status:
             "sagas": self.sagas,
             "overdue_sagas": self.overdue_sagas,
             "undispatched_commits": self.undispatched,
+            "parked_commits": self.parked_commits,
             "dead_letters": sum(q.dead_letters for q in self.queues),
             "attention": self.attention,
             "healthy": not self.attention,
@@ -165,13 +167,15 @@ def overdue_sagas(database: Database[Document], grace: timedelta = OVERDUE_GRACE
 
 def status(settings: Settings, database: Database[Document]) -> Status:
     queues = queue_figures(settings, database)
-    undispatched = EventStore(database).count_undispatched()
+    parked = EventStore(database).commits.count_documents({"parked": {"$ne": None}})
+    undispatched = EventStore(database).count_undispatched() - parked
     result = Status(
         queues=queues,
         projections=projection_lag(settings, database, queues, undispatched),
         sagas=sagas_by_state(database),
         undispatched=undispatched,
         overdue_sagas=overdue_sagas(database),
+        parked_commits=parked,
     )
     result.attention = attention(result, settings.max_projection_lag)
     return result
@@ -195,6 +199,11 @@ def attention(result: Status, max_lag: int) -> list[str]:
         for name, figures in result.projections.items()
         if figures["parked_streams"]
     ]
+    if result.parked_commits:
+        notes.append(
+            f"outbox: {result.parked_commits} commit(s) parked undecodable: "
+            "sagaworks dlq list --queue outbox"
+        )
     if result.overdue_sagas:
         notes.append(
             f"{result.overdue_sagas} saga(s) past their step deadline: "

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterable
-from datetime import timedelta
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
 import structlog
-from pymongo import UpdateOne
+from pymongo import ASCENDING, UpdateOne
 
 from messages import Event, encode
+from readstore.db import Document
 from readstore.eventlog import Commit
 from workers.write.writebehind import WRITE_BEHIND
 
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
     from workers.write.eventstore import EventStore
 
 log = structlog.get_logger("sagaworks.outbox")
+
+#: Told of every commit the relay parks, with the reason (the dead-letter store registers here
+#: at boot: the write side does not import it).
+PARKED_COMMIT_HOOKS: list[Callable[[Document, str], None]] = []
 
 #: (actor, the event types it receives), in subscription order.
 SUBSCRIBERS: list[tuple[dramatiq.Actor[Any, Any], tuple[type[Event], ...]]] = []
@@ -32,6 +37,11 @@ def subscribe(actor: dramatiq.Actor[Any, Any], event_types: Iterable[type[Event]
 
 def subscribers_of(event: Event) -> list[dramatiq.Actor[Any, Any]]:
     return [actor for actor, types in SUBSCRIBERS if isinstance(event, types)]
+
+
+def on_parked_commit(hook: Callable[[Document, str], None]) -> None:
+    if hook not in PARKED_COMMIT_HOOKS:
+        PARKED_COMMIT_HOOKS.append(hook)
 
 
 def envelope_id(event: Event, actor: dramatiq.Actor[Any, Any]) -> str:
@@ -64,24 +74,53 @@ def dispatch(commit: Commit, store: EventStore) -> None:
 
 
 class Relay:
-    """Re-sends commits left undispatched past a grace period (a crash after the commit)."""
+    """Re-sends commits left undispatched past a grace period (a crash after the commit).
 
-    def __init__(self, store: EventStore, grace: timedelta) -> None:
+    A commit it cannot decode (a type unknown here, a damaged document) is parked: marked
+    ``parked`` on the commit and handed to ``PARKED_COMMIT_HOOKS`` (the dead-letter store),
+    so it is visible and no longer blocks the commits behind it.
+    """
+
+    def __init__(self, store: EventStore, grace: timedelta, batch: int = 500) -> None:
         self.store = store
         self.grace = grace
+        self.batch = batch
 
     def run_once(self) -> int:
         """Dispatch every overdue commit; the number dispatched."""
         WRITE_BEHIND.flush()
         sent = 0
-        while batch := self.store.undispatched(self.grace):
-            for commit in batch:
+        while docs := self._overdue():
+            for commit in filter(None, map(self._decoded, docs)):
                 dispatch(commit, self.store)
+                sent += 1
             WRITE_BEHIND.flush()
-            sent += len(batch)
         if sent:
             log.warning("relay.redispatched", commits=sent)
         return sent
+
+    def _overdue(self) -> list[Document]:
+        cutoff = datetime.now(UTC) - self.grace
+        query = {"dispatched": False, "committed_at": {"$lte": cutoff}, "parked": None}
+        cursor = self.store.commits.find(query).sort("committed_at", ASCENDING)
+        return list(cursor.limit(self.batch))
+
+    def _decoded(self, doc: Document) -> Commit | None:
+        try:
+            return Commit.from_document(doc)
+        except Exception as exc:  # whatever the damage, park it and go on with the rest
+            self._park(doc, f"commit {str(doc.get('_id'))[:80]} does not decode: {str(exc)[:400]}")
+            return None
+
+    def _park(self, doc: Document, reason: str) -> None:
+        parked = {"at": datetime.now(UTC), "reason": reason}
+        self.store.commits.update_one({"_id": doc["_id"]}, {"$set": {"parked": parked}})
+        log.error("commit.parked", commit_id=str(doc.get("_id"))[:200])
+        for hook in PARKED_COMMIT_HOOKS:
+            try:
+                hook(doc, reason)
+            except Exception:  # the commit is parked all the same; status counts it
+                log.exception("commit.park_report_failed")
 
     def run_forever(self, interval: float, stop: threading.Event) -> None:
         log.info("relay.started", grace_seconds=self.grace.total_seconds(), interval=interval)

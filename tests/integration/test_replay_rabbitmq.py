@@ -1,0 +1,126 @@
+"""Replay on the real RabbitMQ: exclusive between concurrent replays, and crash-safe."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import dramatiq
+from dramatiq import Worker
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from pymongo.database import Database
+
+from messages import encode
+from messages.errors import PermanentError
+from readstore.db import Document
+from tests.conftest import AMQP_URL
+from tests.hostile import Deliveries, queue_depth, wait_for
+from tests.support import register_customer, settle
+from workers.deadletters.record import from_envelope
+from workers.deadletters.replay import replay
+from workers.deadletters.store import DeadLetterStore
+from workers.runtime.settings import Settings
+
+SAGAWORKS = str(Path(sys.executable).parent / "sagaworks")
+
+
+def dead_registrations(settings: Settings, count: int) -> list[str]:
+    """``count`` registrations that failed for good earlier: dead letters, ready to replay."""
+    queue = settings.queue_prefix + "customers.commands"
+    failures = []
+    for _ in range(count):
+        message: dramatiq.Message[object] = dramatiq.Message(
+            queue_name=queue,
+            actor_name="handle_customer_command",
+            args=(encode(register_customer()),),
+            kwargs={},
+            options={},
+        )
+        failures.append(from_envelope(message, PermanentError("was down"), "middleware"))
+    DeadLetterStore().record_many(failures, copy_in_xq=False)
+    return [f.key for f in failures]
+
+
+def test_two_concurrent_replays_send_each_entry_once(
+    rabbitmq_broker: RabbitmqBroker, settings: Settings, database: Database[Document]
+) -> None:
+    # Given 60 dead letters and no worker consuming their queue
+    ids = dead_registrations(settings, 60)
+    queue = settings.queue_prefix + "customers.commands"
+    # When two operators replay all of them at the same moment
+    start = threading.Barrier(2)
+
+    def operator(name: str) -> None:
+        start.wait()
+        replay(ids, name, broker=rabbitmq_broker, batch=5)
+
+    threads = [threading.Thread(target=operator, args=(f"ops-{i}",)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    # Then the queue holds each message exactly once, and every entry was replayed once
+    assert queue_depth(queue) == 60
+    entries = list(database["dead_letters"].find({}, {"state": 1, "replays": 1}))
+    assert {(e["state"], e["replays"]) for e in entries} == {("replayed", 1)}
+
+
+def environment(settings: Settings, mongo_url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SAGAWORKS_AMQP_URL": AMQP_URL,
+        "SAGAWORKS_MONGODB_URL": mongo_url,
+        "SAGAWORKS_MONGODB_DB": settings.mongodb_db,
+        "SAGAWORKS_QUEUE_PREFIX": settings.queue_prefix,
+        "SAGAWORKS_LOG_LEVEL": "WARNING",
+    }
+
+
+def replay_command(settings: Settings, mongo_url: str) -> subprocess.Popen[bytes]:
+    args = ["dlq", "replay", "--queue", "customers.commands", "--yes", "--batch", "2"]
+    return subprocess.Popen(
+        [SAGAWORKS, *args, "--lease", "2", "--json", "--by", "ops"],
+        env=environment(settings, mongo_url),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_replay_killed_half_way_and_run_again_sends_every_entry_exactly_once(
+    rabbitmq_broker: RabbitmqBroker, settings: Settings, database: Database[Document], mongo_url
+) -> None:
+    # Given 80 dead letters and a worker counting what reaches the receiving actor
+    ids = dead_registrations(settings, 80)
+    deliveries = Deliveries()
+    rabbitmq_broker.add_middleware(deliveries)
+    worker = Worker(rabbitmq_broker, worker_timeout=100, worker_threads=4)
+    worker.start()
+    try:
+        # When a replay is killed with SIGKILL half-way
+        first = replay_command(settings, mongo_url)
+        letters = database["dead_letters"]
+        wait_for(
+            lambda: letters.count_documents({"state": "replayed"}) >= 20, timeout=60, pause=0.01
+        )
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        left = letters.count_documents({"state": {"$ne": "replayed"}})
+        # And run again once its lease has run out
+        time.sleep(2.5)
+        second = replay_command(settings, mongo_url)
+        assert second.wait(timeout=120) == 0, (
+            second.stderr.read().decode()[-2000:] if second.stderr else ""
+        )
+        settle(rabbitmq_broker, worker)
+    finally:
+        worker.stop()
+    # Then the first run was cut short, and every entry reached the actor exactly once
+    assert first.returncode == -signal.SIGKILL
+    assert 0 < left < 80
+    assert {deliveries.counts[i] for i in ids} == {1}
+    assert letters.count_documents({"state": "replayed", "replays": 1}) == 80

@@ -1,0 +1,112 @@
+"""How a replay sends: on RabbitMQ, a batch and its journal marker in one AMQP transaction.
+
+The journal queue (``sagaworks.replays``) holds one marker per committed batch, naming the
+batch's token: after a crash it tells which claimed batches reached the broker. Markers are
+consumed (and acked) once their entries are marked replayed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import dramatiq
+import pika
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+from workers.runtime.broker import REPLAY_JOURNAL, queue_name
+
+#: A batch is not committed when less than this share of its lease is left: a replay that
+#: settles after the lease ran out must find the marker of every batch that was committed.
+LEASE_MARGIN = 0.25
+
+
+class LeaseExpired(RuntimeError):
+    """The replay's claim ran out before its batch was committed: nothing was sent."""
+
+
+class Publisher(Protocol):
+    def batch(self, messages: list[dramatiq.Message[Any]], token: str, deadline: float) -> None:
+        """Send every message of the batch ``token`` (all or none) before ``deadline``."""
+
+    def journal(self) -> tuple[list[str], Callable[[], None]]:
+        """The tokens of committed batches in the journal, and how to drop them once settled."""
+
+
+class InProcess:
+    """Any other broker (the in-process one): enqueue, nothing can be half-sent."""
+
+    def __init__(self, broker: dramatiq.Broker) -> None:
+        self.broker = broker
+
+    def batch(self, messages: list[dramatiq.Message[Any]], token: str, deadline: float) -> None:
+        for message in messages:
+            self.broker.enqueue(message)
+
+    def journal(self) -> tuple[list[str], Callable[[], None]]:
+        return [], lambda: None
+
+
+class Transactional:
+    """RabbitMQ: each batch and its journal marker in one transaction on one channel."""
+
+    def __init__(self, broker: RabbitmqBroker, connection: pika.BlockingConnection) -> None:
+        self.broker = broker
+        self.journal_queue = queue_name(REPLAY_JOURNAL)
+        self.channel = connection.channel()
+        self.channel.queue_declare(self.journal_queue, durable=True)
+        self.channel.tx_select()
+        self.reader = connection.channel()
+
+    def batch(self, messages: list[dramatiq.Message[Any]], token: str, deadline: float) -> None:
+        for queue in {m.queue_name for m in messages}:
+            self.broker.declare_queue(queue, ensure=True)  # a publish to a missing queue is lost
+        persistent = pika.BasicProperties(delivery_mode=2)
+        for message in messages:
+            self.channel.basic_publish("", message.queue_name, message.encode(), persistent)
+        marker = json.dumps({"token": token, "ids": [m.message_id for m in messages]})
+        self.channel.basic_publish("", self.journal_queue, marker.encode(), persistent)
+        if time.monotonic() > deadline:
+            self.channel.tx_rollback()
+            raise LeaseExpired(f"batch {token}: lease ran out before the commit")
+        self.channel.tx_commit()
+
+    def journal(self) -> tuple[list[str], Callable[[], None]]:
+        tokens: list[str] = []
+        last_tag = 0
+        while True:
+            method, _, body = self.reader.basic_get(self.journal_queue, auto_ack=False)
+            if method is None:
+                break
+            last_tag = method.delivery_tag
+            tokens.append(_token(body))
+
+        def ack() -> None:
+            if last_tag:
+                self.reader.basic_ack(last_tag, multiple=True)
+
+        return [t for t in tokens if t], ack
+
+
+def _token(body: bytes) -> str:
+    try:
+        token = json.loads(body).get("token")
+    except (ValueError, AttributeError):
+        return ""
+    return token if isinstance(token, str) else ""
+
+
+@contextmanager
+def publisher(broker: dramatiq.Broker) -> Iterator[Publisher]:
+    """A sender of replay batches for ``broker``."""
+    if not isinstance(broker, RabbitmqBroker):
+        yield InProcess(broker)
+        return
+    connection = pika.BlockingConnection(broker.parameters)
+    try:
+        yield Transactional(broker, connection)
+    finally:
+        connection.close()
