@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import dramatiq
 import pika
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.rabbitmq import RabbitmqBroker, _RabbitmqConsumer
 from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import current_millis, dq_name
+from dramatiq.errors import ConnectionClosed
 
 from messages import Message, decode
 from messages.errors import InvalidMessageError, PermanentError
 from messages.registry import InvalidMessage
+from workers.runtime import confirms, fanout
 
 #: Every actor the project declares, in declaration order.
 ACTORS: list[dramatiq.Actor[Any, Any]] = []
@@ -29,6 +33,11 @@ def queue_name(base: str) -> str:
     return _queue_prefix + base
 
 
+def events_exchange() -> str:
+    """The exchange that fans events out to their subscribers' queues, in this process."""
+    return fanout.exchange_name(_queue_prefix)
+
+
 class Rabbitmq(RabbitmqBroker):
     """Dramatiq's RabbitMQ broker; optionally with quorum queues for commands and sagas.
 
@@ -39,13 +48,133 @@ class Rabbitmq(RabbitmqBroker):
 
     def __init__(self, *, quorum: bool = False, **kwargs: Any) -> None:
         self.quorum = quorum
+        #: (queue, routing key) pairs bound to the events exchange by this process.
+        self.bound: set[tuple[str, str]] = set()
         super().__init__(**kwargs)
+
+    @property
+    def consumer_class(self) -> type[_RabbitmqConsumer]:
+        return FanoutConsumer
+
+    def pipelined(self) -> AbstractContextManager[confirms.Pipeline | None]:
+        """This thread's publishes inside the block share one confirm wait, at its end."""
+        if not self.confirm_delivery:
+            return nullcontext()
+        return self._pipelined()
+
+    @contextmanager
+    def _pipelined(self) -> Iterator[confirms.Pipeline]:
+        try:
+            with confirms.pipelined(self._confirm_channel) as pipeline:
+                yield pipeline
+        except ConnectionClosed:
+            self.forget_declarations()  # a publish was refused or unroutable: declare anew
+            raise
+
+    def _confirm_channel(self) -> confirms.ConfirmChannel:
+        channel: confirms.ConfirmChannel | None = getattr(self.state, "confirm_channel", None)
+        if channel is None or not channel.is_open or channel.connection is not self.connection:
+            channel = self.state.confirm_channel = confirms.ConfirmChannel(self.connection)
+        return channel
+
+    def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> Any:
+        """Dramatiq's enqueue; inside ``pipelined()`` the confirm is awaited with the others."""
+        pipeline = confirms.current()
+        if pipeline is None:
+            return super().enqueue(message, delay=delay)
+        canonical = queue = message.queue_name
+        if delay is not None:
+            queue = dq_name(queue)
+            message = message.copy(queue_name=queue, options={"eta": current_millis() + delay})
+
+        def declare() -> None:
+            self.declare_queue(canonical, ensure=True)
+
+        self._publish(pipeline, message, "", queue, delay=delay, declare=declare)
+        return message
+
+    def fan_out(self, message: dramatiq.Message[Any], routing_key: str, queues: list[str]) -> None:
+        """Publish ``message`` once to the events exchange, for every queue in ``queues``."""
+        exchange = events_exchange()
+        pipeline = confirms.current()
+        if pipeline is None:
+            with self.pipelined() as own:
+                self._fan_out(own, message, exchange, routing_key, queues)
+        else:
+            self._fan_out(pipeline, message, exchange, routing_key, queues)
+
+    def _fan_out(
+        self,
+        pipeline: confirms.Pipeline | None,
+        message: dramatiq.Message[Any],
+        exchange: str,
+        routing_key: str,
+        queues: list[str],
+    ) -> None:
+        def declare() -> None:
+            self._bind(exchange, routing_key, queues)
+
+        self._publish(pipeline, message, exchange, routing_key, delay=None, declare=declare)
+
+    def _bind(self, exchange: str, routing_key: str, queues: list[str]) -> None:
+        """Bind each queue to ``exchange`` for ``routing_key`` (once per process)."""
+        missing = [q for q in queues if (q, routing_key) not in self.bound]
+        if not missing:
+            return
+        self.channel.exchange_declare(exchange, "direct", durable=True)
+        for queue in missing:
+            self.declare_queue(queue, ensure=True)
+            self.channel.queue_bind(queue, exchange, routing_key=routing_key)
+            self.bound.add((queue, routing_key))
+
+    def _publish(
+        self,
+        pipeline: confirms.Pipeline | None,
+        message: dramatiq.Message[Any],
+        exchange: str,
+        routing_key: str,
+        *,
+        delay: int | None,
+        declare: Callable[[], None],
+    ) -> None:
+        properties = pika.BasicProperties(
+            delivery_mode=2, priority=message.options.get("broker_priority")
+        )
+        try:
+            declare()
+            self.emit_before("enqueue", message, delay)
+            if pipeline is None:  # no confirms asked for: publish and go
+                self.channel.basic_publish(exchange, routing_key, message.encode(), properties)
+            else:
+                pipeline.publish(exchange, routing_key, message.encode(), properties)
+            self.emit_after("enqueue", message, delay)
+        except (pika.exceptions.AMQPError, pika.exceptions.ConnectionWrongStateError) as exc:
+            self.forget_declarations()
+            del self.connection
+            raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]  # Dramatiq is untyped
+
+    def forget_declarations(self) -> None:
+        """Declare queues and bindings again before the next publish (after a failure)."""
+        self.bound.clear()
+        self.queues_pending.update(self.queues)
 
     def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
         arguments: dict[str, Any] = super()._build_queue_arguments(queue_name)  # type: ignore[no-untyped-call]
         if self.quorum and is_critical_queue(queue_name):
             arguments["x-queue-type"] = "quorum"
         return arguments
+
+
+class FanoutConsumer(_RabbitmqConsumer):
+    """Dramatiq's consumer; a delivery fanned out by the events exchange becomes the envelope
+    of this queue's subscriber before Dramatiq sees it (``workers.runtime.fanout``)."""
+
+    def __init__(self, broker: Rabbitmq, queue_name: str, prefetch: int, timeout: int) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]
+        exchange = events_exchange()
+        self.iterator: Iterator[fanout.Delivery] = fanout.delivered(
+            self.iterator, queue_name, exchange
+        )
 
 
 def is_critical_queue(queue_name: str) -> bool:
@@ -79,7 +208,9 @@ def message_actor(queue_name: str, **options: Any) -> Callable[[Callable[[Any], 
 
     def declare(fn: Callable[[Any], None]) -> dramatiq.Actor[Any, Any]:
         def run(*args: Any, **kwargs: Any) -> None:
-            fn(decode_argument(args, kwargs))
+            message = decode_argument(args, kwargs)
+            with confirmed_together(dramatiq.get_broker()):
+                fn(message)
 
         run.__name__ = run.__qualname__ = fn.__name__
         run.__doc__ = fn.__doc__
@@ -91,6 +222,11 @@ def message_actor(queue_name: str, **options: Any) -> Callable[[Callable[[Any], 
         return actor
 
     return declare
+
+
+def confirmed_together(broker: dramatiq.Broker) -> AbstractContextManager[Any]:
+    """What a handler publishes is confirmed in one wait when it returns (RabbitMQ only)."""
+    return broker.pipelined() if isinstance(broker, Rabbitmq) else nullcontext()
 
 
 def decode_argument(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Message:
@@ -114,5 +250,6 @@ def delete_queues(url: str, prefix: str, broker: dramatiq.Broker) -> None:
             if name.startswith(prefix):
                 for suffix in ("", ".DQ", ".XQ"):
                     channel.queue_delete(name + suffix)
+        channel.exchange_delete(fanout.exchange_name(prefix))
     finally:
         connection.close()

@@ -4,7 +4,6 @@ re-sends commits a crash left undispatched. Consumers are idempotent, so a re-se
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -15,6 +14,8 @@ from pymongo import UpdateOne
 
 from messages import Event, encode
 from readstore.eventlog import Commit
+from workers.runtime import fanout
+from workers.runtime.broker import Rabbitmq, events_exchange
 from workers.write.writebehind import WRITE_BEHIND
 
 if TYPE_CHECKING:
@@ -36,7 +37,24 @@ def subscribers_of(event: Event) -> list[dramatiq.Actor[Any, Any]]:
 
 def envelope_id(event: Event, actor: dramatiq.Actor[Any, Any]) -> str:
     """The same event to the same subscriber always travels under the same envelope id."""
-    return str(uuid.uuid5(event.message_id, actor.actor_name))
+    return fanout.subscriber_message_id(str(event.message_id), actor.actor_name)
+
+
+def send(event: Event) -> int:
+    """Send ``event`` to every subscriber; the number of publishes it took (0 without any)."""
+    actors = subscribers_of(event)
+    if not actors:
+        return 0
+    broker = actors[0].broker
+    if not isinstance(broker, Rabbitmq):
+        for actor in actors:
+            send_event(event, actor)
+        return len(actors)
+    targets = {actor.queue_name: actor.actor_name for actor in actors}
+    exchange = events_exchange()
+    message = fanout.shared_envelope(exchange, event.type_name(), encode(event), targets)
+    broker.fan_out(message, event.type_name(), list(targets))
+    return 1
 
 
 def send_event(event: Event, actor: dramatiq.Actor[Any, Any]) -> None:
@@ -54,12 +72,12 @@ def send_event(event: Event, actor: dramatiq.Actor[Any, Any]) -> None:
 def dispatch(commit: Commit, store: EventStore) -> None:
     """Send every event of ``commit`` to each of its subscribers, then mark it dispatched.
 
-    The mark is written in batches off the command's path: a crash before the batch is
+    The mark is written in batches off the command's path, once the publishes are confirmed
+    (the write-behind waits for the thread's pending confirms): a crash before the batch is
     written only means the relay sends those events again, which every consumer absorbs.
     """
     for event in commit.events:
-        for actor in subscribers_of(event):
-            send_event(event, actor)
+        send(event)
     WRITE_BEHIND.add(store.commits, UpdateOne({"_id": commit.id}, {"$set": {"dispatched": True}}))
 
 
