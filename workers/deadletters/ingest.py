@@ -17,12 +17,14 @@ from typing import Any
 import pika
 import structlog
 from dramatiq import Message as Envelope
+from dramatiq.common import q_name
 from dramatiq.errors import DecodeError
 
 from workers.deadletters.parking import park
 from workers.deadletters.record import Failure, from_body, from_envelope
 from workers.deadletters.store import DeadLetterStore
 from workers.runtime.broker import ACTORS, BASE_QUEUES
+from workers.runtime.fanout import as_delivered
 from workers.runtime.settings import Settings
 
 log = structlog.get_logger("sagaworks.ingest")
@@ -118,7 +120,8 @@ class Ingester:
 
     def _store(self, copies: list[Copy]) -> None:
         store = self.store or DeadLetterStore()
-        decoded = [(copy, _decode(copy.body)) for copy in copies]
+        # A fanned-out event's first delivery left the shared body: read it as its queue's.
+        decoded = [(copy, _decode(as_delivered(copy.body, q_name(copy.queue)))) for copy in copies]
         claimed = store.claim_xq_copies([env.message_id for _, env in decoded if env is not None])
         failures: list[Failure] = []
         for copy, envelope in decoded:
