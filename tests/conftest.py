@@ -135,6 +135,7 @@ def delete_queues(prefix: str) -> None:
     for base in set(BASE_QUEUES.values()):
         for suffix in ("", ".DQ", ".XQ"):
             channel.queue_delete(prefix + base + suffix)
+    channel.exchange_delete(prefix + "sagaworks.events")  # the events exchange of the prefix
     connection.close()
 
 

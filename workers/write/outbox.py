@@ -15,7 +15,7 @@ from pymongo import UpdateOne
 from messages import Event, encode
 from readstore.eventlog import Commit
 from workers.runtime import fanout
-from workers.runtime.broker import Rabbitmq, events_exchange
+from workers.runtime.broker import Rabbitmq, confirmed_together, events_exchange
 from workers.write.writebehind import WRITE_BEHIND
 
 if TYPE_CHECKING:
@@ -93,8 +93,9 @@ class Relay:
         WRITE_BEHIND.flush()
         sent = 0
         while batch := self.store.undispatched(self.grace):
-            for commit in batch:
-                dispatch(commit, self.store)
+            with confirmed_together(dramatiq.get_broker()):  # one confirm wait per batch
+                for commit in batch:
+                    dispatch(commit, self.store)
             WRITE_BEHIND.flush()
             sent += len(batch)
         if sent:
