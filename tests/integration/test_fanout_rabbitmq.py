@@ -13,9 +13,12 @@ import pytest
 from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import Middleware
 
+from messages.errors import PermanentError
 from messages.orders import OrderPlaced
 from tests.conftest import AMQP_URL
 from tests.support import order_placed, place_order, register_customer, settle
+from workers.deadletters.ingest import Ingester
+from workers.deadletters.store import DeadLetterStore, Selector
 from workers.publishing import publish
 from workers.runtime import confirms
 from workers.runtime.broker import confirmed_together, events_exchange, queue_name
@@ -189,3 +192,30 @@ def test_events_exchange_routes_by_event_type(rabbitmq_broker, rabbitmq_worker, 
     # Then the exchange exists, and only the subscribers of CustomerRegistered took it
     takers = {actor for actor, _, _ in recorder.processed if actor.startswith("project_")}
     assert takers == {"project_customer_profile", "project_customer_registrations"}
+
+
+def test_fanned_out_event_failing_on_first_delivery_is_recorded_once(
+    rabbitmq_broker, rabbitmq_worker, settings
+):
+    # Given a subscriber that fails for good (its .XQ copy is the shared body as delivered)
+    @dramatiq.actor(
+        broker=rabbitmq_broker,
+        queue_name=queue_name("projections.broken"),
+        throws=(PermanentError,),
+    )
+    def broken(payload: dict[str, Any]) -> None:
+        raise PermanentError("cannot apply")
+
+    outbox.subscribe(broken, [OrderPlaced])
+    try:
+        # When an event is sent, fails, and the .XQ ingester passes over the copy
+        outbox.send(order_placed(place_order(uuid.uuid4())).recorded("order-z", 1))
+        settle(rabbitmq_broker, rabbitmq_worker)
+    finally:
+        outbox.SUBSCRIBERS[:] = [s for s in outbox.SUBSCRIBERS if s[0] is not broken]
+    Ingester(AMQP_URL, [broken.queue_name + ".XQ"], grace=0).run_once()
+
+    # Then the failure is one record, under the subscriber's own envelope, and .XQ is empty
+    recorded = DeadLetterStore().find(Selector(state=None))
+    assert [(d["actor"], d["queue"]) for d in recorded] == [("broken", broken.queue_name)]
+    assert rabbitmq_broker.get_queue_message_counts(broken.queue_name)[2] == 0
