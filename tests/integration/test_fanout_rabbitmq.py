@@ -34,6 +34,7 @@ class Recorder(Middleware):
     def __init__(self) -> None:
         self.processed: list[tuple[str, str, str]] = []
         self.publishes = 0
+        self.published: list[Any] = []
         self.lock = threading.Lock()
 
     def after_process_message(
@@ -45,6 +46,7 @@ class Recorder(Middleware):
     def after_enqueue(self, broker: Any, message: Any, delay: Any) -> None:
         with self.lock:
             self.publishes += 1
+            self.published.append(message)
 
 
 @pytest.fixture
@@ -219,3 +221,23 @@ def test_fanned_out_event_failing_on_first_delivery_is_recorded_once(
     recorded = DeadLetterStore().find(Selector(state=None))
     assert [(d["actor"], d["queue"]) for d in recorded] == [("broken", broken.queue_name)]
     assert rabbitmq_broker.get_queue_message_counts(broken.queue_name)[2] == 0
+
+
+def test_shared_envelope_enqueued_again_is_fanned_out_again(
+    rabbitmq_broker, rabbitmq_worker, recorder
+):
+    # Given an event sent once, and its envelope as a middleware's after_enqueue saw it
+    event = order_placed(place_order(uuid.uuid4())).recorded("order-w", 1)
+    outbox.send(event)
+    settle(rabbitmq_broker, rabbitmq_worker)
+    [shared] = recorder.published
+
+    # When that envelope is enqueued again (as fault injection duplicates a message)
+    rabbitmq_broker.enqueue(shared)
+    settle(rabbitmq_broker, rabbitmq_worker)
+
+    # Then every subscriber took it twice under its own envelope, and no queue was declared
+    # under the exchange's name
+    expected = {(a.actor_name, a.queue_name, envelope_id(event, a)) for a in subscribers_of(event)}
+    assert Counter(recorder.processed) == dict.fromkeys(expected, 2)
+    assert events_exchange() not in rabbitmq_broker.get_declared_queues()

@@ -78,7 +78,17 @@ class Rabbitmq(RabbitmqBroker):
         return channel
 
     def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> Any:
-        """Dramatiq's enqueue; inside ``pipelined()`` the confirm is awaited with the others."""
+        """Dramatiq's enqueue; inside ``pipelined()`` the confirm is awaited with the others.
+
+        A shared envelope (an event as the outbox published it, seen by a middleware's
+        ``after_enqueue``) enqueued again goes to the events exchange again, not to a queue
+        named after the exchange.
+        """
+        if fanout.is_shared(message, events_exchange()):
+            if delay is not None:
+                raise ValueError("a fanned-out event cannot be delayed: delay a subscriber's copy")
+            self.fan_out(message, message.actor_name, list(message.options[fanout.OPTION]))
+            return message
         pipeline = confirms.current()
         if pipeline is None:
             return super().enqueue(message, delay=delay)

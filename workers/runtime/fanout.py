@@ -51,6 +51,11 @@ def shared_envelope(
     )
 
 
+def is_shared(message: dramatiq.Message[Any], exchange: str) -> bool:
+    """Whether ``message`` is the shared envelope of an event published to ``exchange``."""
+    return message.queue_name == exchange and isinstance(message.options.get(OPTION), dict)
+
+
 def for_queue(message: dramatiq.Message[Any], queue: str) -> dramatiq.Message[Any] | None:
     """The envelope of ``message`` as ``queue``'s subscriber gets it; ``None`` if not shared."""
     targets = message.options.get(OPTION)
