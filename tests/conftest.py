@@ -137,6 +137,7 @@ def delete_queues(prefix: str) -> None:
             channel.queue_delete(prefix + base + suffix)
     channel.queue_delete(prefix + "sagaworks.replays")  # the replay journal
     channel.exchange_delete(prefix + "sagaworks.upstream")  # bound to the command queues
+    channel.exchange_delete(prefix + "sagaworks.events")  # the events exchange of the prefix
     connection.close()
 
 

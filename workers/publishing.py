@@ -13,7 +13,7 @@ from readstore.eventlog import Commit
 from workers.runtime.broker import queue_name
 from workers.runtime.routing import command_endpoint
 from workers.write.eventstore import EventStore
-from workers.write.outbox import send_event, subscribers_of
+from workers.write.outbox import send
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,6 @@ def publish(message: Message, broker: dramatiq.Broker | None = None) -> Receipt:
         broker.enqueue(envelope(message))
         return Receipt(str(message.message_id), message.stream_id())
     if isinstance(message, Event):
-        for actor in subscribers_of(message):
-            send_event(message, actor)
+        send(message)  # one publish, fanned out to the subscribers' queues
         return Receipt(str(message.message_id), None)
     raise TypeError(f"cannot publish {type(message).__name__}")

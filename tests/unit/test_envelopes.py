@@ -11,7 +11,7 @@ import pytest
 
 from messages import encode
 from tests.support import register_customer
-from workers.runtime.broker import screen_delivery
+from workers.runtime.consumer import screen_delivery
 
 QUEUE = "customers.commands"
 ACTORS = {"handle_customer_command": QUEUE, "run_fulfilment_saga": "sagas.fulfilment"}

@@ -99,7 +99,7 @@ def _customer_of(command: PlaceOrder) -> list[str]:
     return [customer_stream(command.customer_id)]
 
 
-@handles(PlaceOrder, Order, related=_customer_of)
+@handles(PlaceOrder, Order, related=_customer_of, creates=True)
 def place_order(order: Order, command: PlaceOrder, session: Session) -> None:
     order.place(command, session.load(Customer, customer_stream(command.customer_id)))
 

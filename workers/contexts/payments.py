@@ -193,7 +193,7 @@ def _customer_of(command: ChargePayment) -> list[str]:
     return [customer_stream(command.customer_id)]
 
 
-@handles(ChargePayment, Payment, related=_customer_of)
+@handles(ChargePayment, Payment, related=_customer_of, creates=True)
 def charge_payment(payment: Payment, command: ChargePayment, session: Session) -> None:
     customer = session.load(Customer, customer_stream(command.customer_id))
     payment.charge(command, customer, get_gateway())

@@ -31,7 +31,9 @@ from workers.deadletters.record import (
     queue_of,
 )
 from workers.deadletters.store import DeadLetterStore
-from workers.runtime.broker import ACTORS, BASE_QUEUES, screen_delivery
+from workers.runtime.broker import ACTORS, BASE_QUEUES
+from workers.runtime.consumer import screen_delivery
+from workers.runtime.fanout import as_delivered
 from workers.runtime.settings import Settings
 
 log = structlog.get_logger("sagaworks.ingest")
@@ -169,13 +171,13 @@ class Ingester:
         """What the copy's failure was: refused at the door, or failed in its actor."""
         actor_queues = {actor.actor_name: actor.queue_name for actor in ACTORS}
         actor_queues.update({n: a.queue_name for n, a in dramatiq.get_broker().actors.items()})
-        rejection = screen_delivery(
-            copy.origin, copy.exchange, copy.body, self.max_bytes, actor_queues
-        )
+        # A fanned-out event's first delivery left the shared body: read it as its queue's.
+        body = as_delivered(copy.body, copy.origin)
+        rejection = screen_delivery(copy.origin, copy.exchange, body, self.max_bytes, actor_queues)
         if rejection is not None:
-            return from_rejection(copy.origin, copy.body, rejection, "xq", copy.dead_at)
+            return from_rejection(copy.origin, body, rejection, "xq", copy.dead_at)
         try:
-            return unrecorded(Envelope.decode(copy.body))
+            return unrecorded(Envelope.decode(body))
         except Exception:  # screened, so decodable; kept safe all the same
             return from_body(copy.queue, copy.body, copy.dead_at)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import dramatiq
@@ -10,20 +11,17 @@ import pika
 import structlog
 from dramatiq.brokers.rabbitmq import RabbitmqBroker, _RabbitmqConsumer
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.common import q_name
+from dramatiq.common import current_millis, dq_name
+from dramatiq.errors import ConnectionClosed
 
 from messages import Message, decode
 from messages.errors import InvalidMessageError, PermanentError
 from messages.registry import InvalidMessage
-from workers.runtime.admission import COMMAND_QUEUES, admit, upstream_exchange
-from workers.runtime.envelopes import (
-    UNAUTHORIZED,
-    UNKNOWN_ACTOR,
-    Rejection,
-    refuse,
-    rejection_key,
-    screen,
-)
+from workers.runtime import confirms, fanout
+from workers.runtime.admission import COMMAND_QUEUES, upstream_exchange
+from workers.runtime.consumer import GuardedConsumer, screen_delivery
+from workers.runtime.envelopes import Rejection
+from workers.runtime.prefix import events_exchange, get_prefix, set_prefix
 
 log = structlog.get_logger("sagaworks.broker")
 
@@ -36,12 +34,11 @@ REPLAY_JOURNAL = "sagaworks.replays"
 
 # Actors are declared against this placeholder at import time and re-bound by ``bind()``.
 _DECLARATION_BROKER = StubBroker()
-_queue_prefix = ""
 
 
 def queue_name(base: str) -> str:
     """The real name of queue ``base`` in this process (prefixed, e.g. to isolate tests)."""
-    return _queue_prefix + base
+    return get_prefix() + base
 
 
 class Rabbitmq(RabbitmqBroker):
@@ -49,7 +46,9 @@ class Rabbitmq(RabbitmqBroker):
 
     Its consumers hand Dramatiq only envelopes that passed ``screen`` (see ``GuardedConsumer``);
     a refused one is nacked into ``.XQ`` and reported to every middleware with an
-    ``after_envelope_rejected`` hook. Command queues are also bound to the upstream exchange.
+    ``after_envelope_rejected`` hook. Command queues are also bound to the upstream exchange;
+    events are published once to the events exchange and fanned out to their subscribers'
+    queues (``workers.runtime.fanout``).
 
     Quorum queues are replicated across a RabbitMQ cluster, so a node's loss loses no
     command or saga message. A queue's type is fixed when it is declared: switch it on for a
@@ -61,6 +60,8 @@ class Rabbitmq(RabbitmqBroker):
     ) -> None:
         self.quorum = quorum
         self.max_message_bytes = max_message_bytes
+        #: (queue, routing key) pairs bound to the events exchange by this process.
+        self.bound: set[tuple[str, str]] = set()
         super().__init__(**kwargs)
 
     @property
@@ -87,11 +88,123 @@ class Rabbitmq(RabbitmqBroker):
 
     def _declare_queue(self, queue_name: str) -> Any:
         declared = super()._declare_queue(queue_name)  # type: ignore[no-untyped-call]  # Dramatiq is untyped
-        if queue_name.removeprefix(_queue_prefix) in COMMAND_QUEUES:
-            exchange = upstream_exchange(_queue_prefix)
+        if queue_name.removeprefix(get_prefix()) in COMMAND_QUEUES:
+            exchange = upstream_exchange(get_prefix())
             self.channel.exchange_declare(exchange, "direct", durable=True)
             self.channel.queue_bind(queue_name, exchange, routing_key=queue_name)
         return declared
+
+    def pipelined(self) -> AbstractContextManager[confirms.Pipeline | None]:
+        """This thread's publishes inside the block share one confirm wait, at its end."""
+        if not self.confirm_delivery:
+            return nullcontext()
+        return self._pipelined()
+
+    @contextmanager
+    def _pipelined(self) -> Iterator[confirms.Pipeline]:
+        try:
+            with confirms.pipelined(self._confirm_channel) as pipeline:
+                yield pipeline
+        except ConnectionClosed:
+            self.forget_declarations()  # a publish was refused or unroutable: declare anew
+            raise
+
+    def _confirm_channel(self) -> confirms.ConfirmChannel:
+        channel: confirms.ConfirmChannel | None = getattr(self.state, "confirm_channel", None)
+        if channel is None or not channel.is_open or channel.connection is not self.connection:
+            channel = self.state.confirm_channel = confirms.ConfirmChannel(self.connection)
+        return channel
+
+    def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> Any:
+        """Dramatiq's enqueue; inside ``pipelined()`` the confirm is awaited with the others.
+
+        A shared envelope (an event as the outbox published it, seen by a middleware's
+        ``after_enqueue``) enqueued again goes to the events exchange again, not to a queue
+        named after the exchange.
+        """
+        if fanout.is_shared(message, events_exchange()):
+            if delay is not None:
+                raise ValueError("a fanned-out event cannot be delayed: delay a subscriber's copy")
+            self.fan_out(message, message.actor_name, list(message.options[fanout.OPTION]))
+            return message
+        pipeline = confirms.current()
+        if pipeline is None:
+            return super().enqueue(message, delay=delay)
+        canonical = queue = message.queue_name
+        if delay is not None:
+            queue = dq_name(queue)
+            message = message.copy(queue_name=queue, options={"eta": current_millis() + delay})
+
+        def declare() -> None:
+            self.declare_queue(canonical, ensure=True)
+
+        self._publish(pipeline, message, "", queue, delay=delay, declare=declare)
+        return message
+
+    def fan_out(self, message: dramatiq.Message[Any], routing_key: str, queues: list[str]) -> None:
+        """Publish ``message`` once to the events exchange, for every queue in ``queues``."""
+        exchange = events_exchange()
+        pipeline = confirms.current()
+        if pipeline is None:
+            with self.pipelined() as own:
+                self._fan_out(own, message, exchange, routing_key, queues)
+        else:
+            self._fan_out(pipeline, message, exchange, routing_key, queues)
+
+    def _fan_out(
+        self,
+        pipeline: confirms.Pipeline | None,
+        message: dramatiq.Message[Any],
+        exchange: str,
+        routing_key: str,
+        queues: list[str],
+    ) -> None:
+        def declare() -> None:
+            self._bind(exchange, routing_key, queues)
+
+        self._publish(pipeline, message, exchange, routing_key, delay=None, declare=declare)
+
+    def _bind(self, exchange: str, routing_key: str, queues: list[str]) -> None:
+        """Bind each queue to ``exchange`` for ``routing_key`` (once per process)."""
+        missing = [q for q in queues if (q, routing_key) not in self.bound]
+        if not missing:
+            return
+        self.channel.exchange_declare(exchange, "direct", durable=True)
+        for queue in missing:
+            self.declare_queue(queue, ensure=True)
+            self.channel.queue_bind(queue, exchange, routing_key=routing_key)
+            self.bound.add((queue, routing_key))
+
+    def _publish(
+        self,
+        pipeline: confirms.Pipeline | None,
+        message: dramatiq.Message[Any],
+        exchange: str,
+        routing_key: str,
+        *,
+        delay: int | None,
+        declare: Callable[[], None],
+    ) -> None:
+        properties = pika.BasicProperties(
+            delivery_mode=2, priority=message.options.get("broker_priority")
+        )
+        try:
+            declare()
+            self.emit_before("enqueue", message, delay)
+            if pipeline is None:  # no confirms asked for: publish and go
+                self.channel.basic_publish(exchange, routing_key, message.encode(), properties)
+            else:
+                pipeline.publish(exchange, routing_key, message.encode(), properties)
+            self.emit_after("enqueue", message, delay)
+        except (pika.exceptions.AMQPError, pika.exceptions.ConnectionWrongStateError) as exc:
+            self.forget_declarations()
+            del self.connection
+            raise ConnectionClosed(exc) from None  # type: ignore[no-untyped-call]  # Dramatiq is untyped
+
+    def forget_declarations(self) -> None:
+        """Declare queues and bindings again before the next publish (after a failure)."""
+        self.bound.clear()
+        self.queues_pending.update(self.queues)
 
     def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
         arguments: dict[str, Any] = super()._build_queue_arguments(queue_name)  # type: ignore[no-untyped-call]
@@ -100,65 +213,9 @@ class Rabbitmq(RabbitmqBroker):
         return arguments
 
 
-class GuardedConsumer(_RabbitmqConsumer):
-    """Dramatiq's RabbitMQ consumer, yielding only deliveries its broker's ``screen`` passed.
-
-    Dramatiq posts a processed message back to the consumer of ``message.queue_name`` and
-    calls ``get_actor(message.actor_name)``: an envelope that lies about its queue, or whose
-    fields have the wrong types, raises there and kills a worker or consumer thread. A refused
-    delivery is nacked (RabbitMQ moves it to ``.XQ``) and reported, and never reaches Dramatiq.
-    """
-
-    broker: Rabbitmq
-
-    def __init__(self, broker: Rabbitmq, queue_name: str, prefetch: int, timeout: int) -> None:
-        super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]  # untyped
-        self.iterator = self._screened(self.iterator)
-
-    def _screened(self, deliveries: Iterator[Any]) -> Iterator[Any]:
-        for method, properties, body in deliveries:
-            if method is not None:
-                rejection = self.broker.screen(self.queue_name, method.exchange, body)
-                if rejection is not None:
-                    self._nack(method.delivery_tag)  # type: ignore[no-untyped-call]  # untyped
-                    self.broker.report_rejection(self.queue_name, body, rejection)
-                    yield None, None, None
-                    continue
-            yield method, properties, body
-
-
-def screen_delivery(
-    queue: str, exchange: str, body: bytes, max_bytes: int, actor_queues: Mapping[str, str]
-) -> Rejection | None:
-    """Why a delivery is refused, or ``None``: the envelope's shape, its actor, its admission.
-
-    ``exchange`` is the one the broker says it came through (``""``: the service's own route).
-    """
-
-    def admit_here(envelope: Mapping[str, Any]) -> None:
-        check_actor(envelope["actor_name"], queue, actor_queues)
-        admit(q_name(queue).removeprefix(_queue_prefix), envelope, trusted=exchange == "")
-
-    try:
-        return screen(body, queue, max_bytes, admit_here)
-    except Exception as exc:  # a bug in screening must refuse the message, not kill a thread
-        reason = f"body: screening failed ({type(exc).__name__})"
-        return Rejection("body", reason, key=rejection_key(queue, body))
-
-
-def check_actor(actor_name: str, queue: str, actor_queues: Mapping[str, str]) -> None:
-    home = actor_queues.get(actor_name)
-    if home is None:
-        reason = f"no actor {actor_name[:80]!r} in this deployment"
-        raise refuse("actor_name", reason, UNKNOWN_ACTOR)
-    if home != q_name(queue):
-        reason = f"{actor_name!r} consumes {home!r}, not {q_name(queue)!r}"
-        raise refuse("actor_name", reason, UNAUTHORIZED)
-
-
 def is_critical_queue(queue_name: str) -> bool:
     """Command and saga queues (and their delay queues): the ones worth replicating."""
-    base = queue_name.removeprefix(_queue_prefix).removesuffix(".DQ")
+    base = queue_name.removeprefix(get_prefix()).removesuffix(".DQ")
     return base.endswith(".commands") or base.startswith("sagas.")
 
 
@@ -168,8 +225,7 @@ def bind(broker: dramatiq.Broker, queue_prefix: str = "") -> dramatiq.Broker:
     ``queue_prefix`` is put before every queue name: separate deployments (or tests) can
     share one RabbitMQ virtual host without sharing queues.
     """
-    global _queue_prefix  # noqa: PLW0603 -- one broker binding per process, Dramatiq style
-    _queue_prefix = queue_prefix
+    set_prefix(queue_prefix)
     dramatiq.set_broker(broker)
     for actor in ACTORS:
         actor.queue_name = queue_prefix + BASE_QUEUES[actor.actor_name]
@@ -187,7 +243,9 @@ def message_actor(queue_name: str, **options: Any) -> Callable[[Callable[[Any], 
 
     def declare(fn: Callable[[Any], None]) -> dramatiq.Actor[Any, Any]:
         def run(*args: Any, **kwargs: Any) -> None:
-            fn(decode_argument(args, kwargs))
+            message = decode_argument(args, kwargs)
+            with confirmed_together(dramatiq.get_broker()):
+                fn(message)
 
         run.__name__ = run.__qualname__ = fn.__name__
         run.__doc__ = fn.__doc__
@@ -199,6 +257,11 @@ def message_actor(queue_name: str, **options: Any) -> Callable[[Callable[[Any], 
         return actor
 
     return declare
+
+
+def confirmed_together(broker: dramatiq.Broker) -> AbstractContextManager[Any]:
+    """What a handler publishes is confirmed in one wait when it returns (RabbitMQ only)."""
+    return broker.pipelined() if isinstance(broker, Rabbitmq) else nullcontext()
 
 
 def decode_argument(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Message:
@@ -230,5 +293,6 @@ def delete_queues(url: str, prefix: str, broker: dramatiq.Broker) -> None:
                     channel.queue_delete(name + suffix)
         channel.queue_delete(prefix + REPLAY_JOURNAL)
         channel.exchange_delete(upstream_exchange(prefix))
+        channel.exchange_delete(fanout.exchange_name(prefix))
     finally:
         connection.close()

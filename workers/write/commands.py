@@ -35,22 +35,30 @@ class Route:
     decide: Decide
     #: The other streams the handler will read, fetched with its own in one round trip.
     related: Related = _none
+    #: The command starts a new stream: append first, read only if the stream exists.
+    creates: bool = False
 
 
 HANDLERS: dict[type[Command], Route] = {}
 
 
 def handles(
-    command_type: type[Command], aggregate: type[Aggregate], related: Related = _none
+    command_type: type[Command],
+    aggregate: type[Aggregate],
+    related: Related = _none,
+    *,
+    creates: bool = False,
 ) -> Callable[[Decide], Decide]:
     """Register ``decide(aggregate, command, session)`` as the handler of ``command_type``.
 
     ``related(command)`` names the other streams ``decide`` loads through the session; they
-    are read together with the aggregate's own stream, in one query.
+    are read together with the aggregate's own stream, in one query. ``creates``: the
+    command normally starts its stream, so it is decided on an empty aggregate and appended
+    at version 0 without reading the stream first (``execute``).
     """
 
     def register(fn: Decide) -> Decide:
-        HANDLERS[command_type] = Route(aggregate, fn, related)
+        HANDLERS[command_type] = Route(aggregate, fn, related, creates)
         return fn
 
     return register
@@ -106,6 +114,8 @@ class CommandResult:
 def execute(command: Command, store: EventStore, attempts: int = 5) -> CommandResult:
     """Run ``command`` to one commit (or none), at most once in effect."""
     route = HANDLERS[type(command)]
+    if route.creates and (created := _create(command, store, route)) is not None:
+        return created
     stream_id = command.stream_id()
     for _ in range(attempts):
         session = Session(store)
@@ -136,6 +146,36 @@ def execute(command: Command, store: EventStore, attempts: int = 5) -> CommandRe
         _snapshot_if_due(session, aggregate, commit)
         return _finish(store, commit)
     raise ConcurrencyError(f"{stream_id}: still conflicting after {attempts} attempts")
+
+
+def _create(command: Command, store: EventStore, route: Route) -> CommandResult | None:
+    """Optimistic append for a command that starts its stream: no read of the stream.
+
+    The unique indexes decide: the commit ``<stream>@1`` collides if the stream exists, and
+    ``(stream, command id)`` recognises a redelivered command. ``None``: the stream exists
+    (or the empty aggregate rejected the command), and the reading path decides instead.
+    Like any redelivery, a duplicate decides again before the insert finds it out: what
+    ``decide`` calls outside the store must be idempotent (the payment gateway is, by key).
+    """
+    stream_id = command.stream_id()
+    session = Session(store)
+    if related := route.related(command):
+        session.prefetch(related)
+    aggregate = route.aggregate(stream_id)
+    try:
+        route.decide(aggregate, command, session)
+    except CommandRejected:
+        return None
+    if not aggregate.changes:
+        return None
+    try:
+        commit = store.append(stream_id, 0, aggregate.changes, command)
+    except DuplicateCommand as dup:
+        return _finish(store, dup.commit, duplicate=True)
+    except ConcurrencyError:
+        return None
+    _snapshot_if_due(session, aggregate, commit)
+    return _finish(store, commit)
 
 
 def _snapshot_if_due(session: Session, aggregate: Aggregate, commit: Commit) -> None:

@@ -4,7 +4,6 @@ re-sends commits a crash left undispatched. Consumers are idempotent, so a re-se
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,9 @@ from pymongo import ASCENDING, UpdateOne
 from messages import Event, encode
 from readstore.db import Document
 from readstore.eventlog import Commit
+from workers.runtime import fanout
+from workers.runtime.broker import Rabbitmq, confirmed_together
+from workers.runtime.prefix import events_exchange
 from workers.write.writebehind import WRITE_BEHIND
 
 if TYPE_CHECKING:
@@ -46,7 +48,24 @@ def on_parked_commit(hook: Callable[[Document, str], None]) -> None:
 
 def envelope_id(event: Event, actor: dramatiq.Actor[Any, Any]) -> str:
     """The same event to the same subscriber always travels under the same envelope id."""
-    return str(uuid.uuid5(event.message_id, actor.actor_name))
+    return fanout.subscriber_message_id(str(event.message_id), actor.actor_name)
+
+
+def send(event: Event) -> int:
+    """Send ``event`` to every subscriber; the number of publishes it took (0 without any)."""
+    actors = subscribers_of(event)
+    if not actors:
+        return 0
+    broker = actors[0].broker
+    if not isinstance(broker, Rabbitmq):
+        for actor in actors:
+            send_event(event, actor)
+        return len(actors)
+    targets = {actor.queue_name: actor.actor_name for actor in actors}
+    exchange = events_exchange()
+    message = fanout.shared_envelope(exchange, event.type_name(), encode(event), targets)
+    broker.fan_out(message, event.type_name(), list(targets))
+    return 1
 
 
 def send_event(event: Event, actor: dramatiq.Actor[Any, Any]) -> None:
@@ -64,12 +83,12 @@ def send_event(event: Event, actor: dramatiq.Actor[Any, Any]) -> None:
 def dispatch(commit: Commit, store: EventStore) -> None:
     """Send every event of ``commit`` to each of its subscribers, then mark it dispatched.
 
-    The mark is written in batches off the command's path: a crash before the batch is
+    The mark is written in batches off the command's path, once the publishes are confirmed
+    (the write-behind waits for the thread's pending confirms): a crash before the batch is
     written only means the relay sends those events again, which every consumer absorbs.
     """
     for event in commit.events:
-        for actor in subscribers_of(event):
-            send_event(event, actor)
+        send(event)
     WRITE_BEHIND.add(store.commits, UpdateOne({"_id": commit.id}, {"$set": {"dispatched": True}}))
 
 
@@ -91,9 +110,10 @@ class Relay:
         WRITE_BEHIND.flush()
         sent = 0
         while docs := self._overdue():
-            for commit in filter(None, map(self._decoded, docs)):
-                dispatch(commit, self.store)
-                sent += 1
+            with confirmed_together(dramatiq.get_broker()):  # one confirm wait per batch
+                for commit in filter(None, map(self._decoded, docs)):
+                    dispatch(commit, self.store)
+                    sent += 1
             WRITE_BEHIND.flush()
         if sent:
             log.warning("relay.redispatched", commits=sent)

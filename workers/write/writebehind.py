@@ -2,7 +2,9 @@
 
 Only for writes whose loss in a crash is repaired elsewhere (a commit's "dispatched" mark:
 the relay re-sends; a saga's "pending sent" mark: the next step replaces it). They leave
-the message's path, which then costs no round trip for them.
+the message's path, which then costs no round trip for them. Each such mark says that
+something was sent, so an update added while the thread's publishes await their confirms
+(``workers.runtime.confirms``) joins the batch only once they are confirmed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pymongo.collection import Collection
 from pymongo.errors import PyMongoError
 
 from readstore.db import Document
+from workers.runtime.confirms import after_confirms
 
 log = structlog.get_logger("sagaworks.writebehind")
 
@@ -36,6 +39,10 @@ class WriteBehind:
         atexit.register(self.flush)
 
     def add(self, collection: Collection[Document], update: UpdateOne) -> None:
+        """Queue ``update`` for the next batch, once this thread's publishes are confirmed."""
+        after_confirms(lambda: self._add(collection, update))
+
+    def _add(self, collection: Collection[Document], update: UpdateOne) -> None:
         key = (id(collection.database.client), collection.database.name, collection.name)
         with self._lock:
             self._pending.setdefault(key, (collection, []))[1].append(update)
