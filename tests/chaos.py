@@ -1,6 +1,6 @@
 """``make chaos``: the fault-injection suite, long form; prints the results table.
 
-    python -m tests.chaos [--orders 300] [--rate 20] [--faults kill_worker:2,pause_store:20,...]
+python -m tests.chaos [--orders 300] [--rate 20] [--faults kill_worker:2,pause_store:20,...]
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from pathlib import Path
 
 from tests.faults import Fault, Stack, as_json, run_schedule, table
 
-DEFAULT = (
-    "none,kill_worker:2,pause_store:20,pause_store:45,kill_relay:30,restart_broker:10,soak"
-)
+DEFAULT = "none,kill_worker:2,pause_store:20,pause_store:45,kill_relay:30,restart_broker:10,soak"
 
 
 def parse(spec: str) -> list[Fault]:
@@ -38,9 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the outcomes as JSON here")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, stop)  # a terminated run still stops its broker and processes
-    with tempfile.TemporaryDirectory(prefix="sw-chaos-") as workdir:
-        with Stack.started(Path(workdir)) as stack:
-            outcomes = run_schedule(stack, parse(args.faults), args.orders, args.rate)
+    with (
+        tempfile.TemporaryDirectory(prefix="sw-chaos-") as workdir,
+        Stack.started(Path(workdir)) as stack,
+    ):
+        outcomes = run_schedule(stack, parse(args.faults), args.orders, args.rate)
     print(table(outcomes))
     for outcome in outcomes:
         if outcome.notes:

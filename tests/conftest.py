@@ -13,8 +13,8 @@ import pytest
 from dramatiq import Worker
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.stub import StubBroker
-from pymongo import MongoClient
 from pydantic import SecretStr
+from pymongo import MongoClient
 from pymongo.database import Database
 
 from readstore.db import Document, set_database

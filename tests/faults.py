@@ -51,6 +51,7 @@ STORE_OPTIONS = (
     "directConnection=true&retryWrites=false&serverSelectionTimeoutMS=5000"
     "&socketTimeoutMS=5000&connectTimeoutMS=5000"
 )
+SECANTUS = (sys.executable, "-m", "secantus", "--host", "127.0.0.1")
 KINDS = ("none", "kill_worker", "pause_store", "kill_relay", "restart_broker", "soak")
 
 
@@ -190,8 +191,7 @@ def start_store(path: Path, timeout: float = 30.0) -> tuple[subprocess.Popen[byt
     path.mkdir(parents=True, exist_ok=True)
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port)]
-        + ["--storage-path", str(path), "--log-level", "WARNING"],
+        [*SECANTUS, "--port", str(port), "--storage-path", str(path), "--log-level", "WARNING"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -240,8 +240,8 @@ class Workload:
     broker outages on its own)."""
 
     def __init__(self, stack: Stack, customers: int = 10, seed: int = 11) -> None:
-        from workers.boot import boot  # noqa: PLC0415 -- boots against the stack's servers
-        from workers.publishing import publish  # noqa: PLC0415
+        from workers.boot import boot
+        from workers.publishing import publish
 
         self.publish = publish
         self.runtime = boot(stack.settings, logging=False, embedded_ok=False)

@@ -138,7 +138,9 @@ class PrivateRabbit:
             return False
         return True
 
-    def ctl(self, *args: str, tool: str = CTL, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    def ctl(
+        self, *args: str, tool: str = CTL, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [tool, "-q", "-n", self.name, *args],
             env=self.environment(),

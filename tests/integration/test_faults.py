@@ -32,6 +32,6 @@ def test_every_fault_is_survived_with_nothing_lost_doubled_or_falsely_dead(
     # Then after each: every order terminal, invariants hold, read models agree, no dead
     # letter, no parked stream, status healthy
     print(table(outcomes))
-    assert [o.fault for o in outcomes if not o.green] == [], table(outcomes) + "\n" + "\n".join(
-        f"{o.fault}: {o.notes}" for o in outcomes
+    assert [o.fault for o in outcomes if not o.green] == [], (
+        table(outcomes) + "\n" + "\n".join(f"{o.fault}: {o.notes}" for o in outcomes)
     )

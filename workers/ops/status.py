@@ -4,8 +4,10 @@ Queue depths come from RabbitMQ: the ready counts from a passive ``queue_declare
 no worker has declared yet is *missing*, which needs attention), the unacknowledged counts
 from the management API (``None``, shown as unknown with a one-line note, when it is not
 reachable: the plugin is optional). Commits left undispatched past the relay's grace mean the
-relay is down or stuck: that needs attention, naming the oldest. Projection lag is *events committed but not yet applied*, measured without a
-counter on the hot path as: the projection queue's ready + unacknowledged messages, plus its
+relay is down or stuck: that needs attention, naming the oldest.
+
+Projection lag is *events committed but not yet applied*, measured without a counter on the
+hot path as: the projection queue's ready + unacknowledged messages, plus its
 delay queue (retries waiting), plus the commits not yet dispatched (each may carry events for
 every projection), plus the events held behind a parked stream. Duplicates in flight can make
 it an overestimate; it is zero only when the projection has nothing left to apply.
@@ -19,9 +21,9 @@ import json
 import logging
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from collections.abc import Iterator
 from typing import Any
 
 import pika
@@ -229,8 +231,8 @@ def status(settings: Settings, database: Database[Document]) -> Status:
         stale_commit=stale_commit(database, settings) if undispatched else None,
     )
     if unacked is None:
-        url = urllib.parse.urlsplit(management_url(settings))
-        url = f"{url.scheme}://{url.hostname}:{url.port or 15672}"
+        api = urllib.parse.urlsplit(management_url(settings))
+        url = f"{api.scheme}://{api.hostname}:{api.port or 15672}"
         result.notes.append(
             f"unacked counts unknown: RabbitMQ's management API is not reachable at {url} "
             "(enable the rabbitmq_management plugin or set SAGAWORKS_RABBITMQ_MANAGEMENT_URL)"
