@@ -31,14 +31,19 @@ def stop(signum: int, _: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make chaos", description=__doc__)
     parser.add_argument("--orders", type=int, default=300, help="orders per fault")
-    parser.add_argument("--rate", type=float, default=20.0, help="orders per second")
+    parser.add_argument("--rate", type=float, default=5.0, help="orders per second")
     parser.add_argument("--faults", default=DEFAULT, help="kind[:seconds],… in order")
+    parser.add_argument(
+        "--deadline", type=float, default=10.0, help="saga step deadline, seconds (default 10)"
+    )
     parser.add_argument("--json", type=Path, help="also write the outcomes as JSON here")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, stop)  # a terminated run still stops its broker and processes
     with (
         tempfile.TemporaryDirectory(prefix="sw-chaos-") as workdir,
-        Stack.started(Path(workdir)) as stack,
+        Stack.started(
+            Path(workdir), SAGAWORKS_SAGA_STEP_DEADLINE_SECONDS=str(args.deadline)
+        ) as stack,
     ):
         outcomes = run_schedule(stack, parse(args.faults), args.orders, args.rate)
     print(table(outcomes))

@@ -126,8 +126,10 @@ class Stack:
                 stack.close()
 
     def database(self) -> Database[Document]:
+        """The store as the checks read it (no short driver timeouts: they scan it all)."""
+        url = self.store_url.split("&serverSelectionTimeoutMS")[0]
         client: MongoClient[Document] = MongoClient(
-            self.store_url, tz_aware=True, uuidRepresentation="standard"
+            url, tz_aware=True, uuidRepresentation="standard"
         )
         return client[self.settings.mongodb_db]
 
