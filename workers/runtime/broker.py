@@ -13,6 +13,7 @@ from dramatiq.brokers.stub import StubBroker
 from messages import Message, decode
 from messages.errors import InvalidMessageError, PermanentError
 from messages.registry import InvalidMessage
+from workers.runtime.outage import OUTAGE
 
 #: Every actor the project declares, in declaration order.
 ACTORS: list[dramatiq.Actor[Any, Any]] = []
@@ -40,6 +41,16 @@ class Rabbitmq(RabbitmqBroker):
     def __init__(self, *, quorum: bool = False, **kwargs: Any) -> None:
         self.quorum = quorum
         super().__init__(**kwargs)
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
+        consumer = super().consume(queue_name, prefetch, timeout)
+        OUTAGE.restored()  # a consumer connected: the broker is back, if it was away
+        return consumer
+
+    def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> Any:
+        sent = super().enqueue(message, delay=delay)
+        OUTAGE.restored()
+        return sent
 
     def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
         arguments: dict[str, Any] = super()._build_queue_arguments(queue_name)  # type: ignore[no-untyped-call]
