@@ -19,6 +19,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -189,3 +190,26 @@ class PrivateRabbit:
     def _must(run: subprocess.CompletedProcess[str]) -> None:
         if run.returncode != 0:
             raise RuntimeError(f"rabbitmqctl failed: {run.stderr.strip() or run.stdout.strip()}")
+
+
+def main(argv: list[str]) -> int:
+    """``python -m tests.private_rabbit [--] COMMAND…``: run COMMAND against a fresh private
+    node with no plugins (no management API), as on a fresh machine; then remove the node."""
+    command = argv[1:] if argv[:1] == ["--"] else argv
+    reason = PrivateRabbit.available()
+    if reason is not None or not command:
+        print(reason or "usage: python -m tests.private_rabbit -- COMMAND…", file=sys.stderr)
+        return 2
+    with PrivateRabbit.started() as node:
+        print(f"private RabbitMQ {node.name} at {node.url}, no plugins", file=sys.stderr)
+        env = {
+            **os.environ,
+            "SAGAWORKS_AMQP_URL": node.url,
+            "RABBITMQ_NODENAME": node.name,
+            "SAGAWORKS_RABBITMQ_MANAGEMENT_URL": "http://127.0.0.1:9/",
+        }
+        return subprocess.call(command, env=env)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
