@@ -78,7 +78,7 @@ class DeadLetters(Middleware):
         if getattr(message, NACK_TRIES, 1) > 1:
             # The first nack failed on a lost connection: the broker never dead-lettered the
             # message and will deliver it again.
-            log.warning("deadletter.nack_lost", envelope_id=message.message_id)
+            log.info("deadletter.nack_lost", envelope_id=message.message_id)
             return
         try:
             failure = from_envelope(message, message._exception, source="middleware")

@@ -49,8 +49,8 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         )
     )
+    handler.addFilter(HideMessageBodies())  # first: nothing after it sees a message body
     handler.addFilter(FoldConnectionNoise())
-    handler.addFilter(HideMessageBodies())
     root = logging.getLogger()
     root.handlers[:] = [h for h in root.handlers if not isinstance(h, _StderrHandler)] + [handler]
     root.setLevel(level.upper())

@@ -43,8 +43,11 @@ NOISE = (
     "AMQPConnector",
     "connection workflow",
     "_produce() failed",
-    "called on closed connection",
+    "_create_connection",
 )
+#: Dramatiq's lines about acks and nacks of deliveries a lost connection took with it: the
+#: aftermath of an outage (they may come just after it), never the start of one.
+AFTERMATH = ("not in known tags", "called on closed connection")
 
 
 class Outage:
@@ -67,6 +70,11 @@ class Outage:
             self.since, self.swallowed = time.monotonic(), 0
         log.warning("broker.connection_lost", reason=reason[:200])
 
+    def swallow(self) -> None:
+        """A line that belongs to an outage, logged as it ends: counted, not shown."""
+        with self.lock:
+            self.swallowed += 1
+
     def restored(self) -> None:
         if self.since is None:  # the common case: no lock on the hot path
             return
@@ -87,9 +95,11 @@ class FoldConnectionNoise(logging.Filter):
         if not record.name.startswith(("pika", "dramatiq")) or record.levelno < logging.INFO:
             return True
         text = record.getMessage()
-        if not any(mark in text for mark in NOISE):
-            return True
-        if OUTAGE.down or "called on closed connection" not in text:
+        if any(mark in text for mark in AFTERMATH):
+            OUTAGE.swallow()
+            return False
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, CONNECTION_ERRORS) or any(mark in text for mark in NOISE):
             OUTAGE.lost(text)
             return False
         return True
