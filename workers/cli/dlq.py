@@ -68,7 +68,9 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--actor")
     parser.add_argument("--error", help="exception type, e.g. InvalidMessageError")
     parser.add_argument("--since", type=since, help="e.g. 30m, 2h, 7d or an ISO time")
-    parser.add_argument("--state", default="dead", choices=["dead", "replayed", "resolved", "archived", "all"])
+    parser.add_argument(
+        "--state", default="dead", choices=["dead", "replayed", "resolved", "archived", "all"]
+    )
     add_json_flag(parser)
 
 
