@@ -13,10 +13,12 @@ import pytest
 from dramatiq import Worker
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.stub import StubBroker
+from pydantic import SecretStr
 from pymongo import MongoClient
 from pymongo.database import Database
 
 from readstore.db import Document, set_database
+from tests.private_rabbit import PrivateRabbit
 from workers.boot import boot
 from workers.boot import rabbitmq_broker as make_rabbitmq_broker
 from workers.boot import stub_broker as make_stub_broker
@@ -153,3 +155,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "rabbitmq_broker" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.rabbitmq)
+
+
+@pytest.fixture(scope="module")
+def private_rabbit() -> Iterator[PrivateRabbit]:
+    """A RabbitMQ node of this test module's own, which its tests may stop and restart."""
+    reason = PrivateRabbit.available()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with PrivateRabbit.started() as node:
+        yield node
+
+
+@pytest.fixture
+def private_settings(settings: Settings, private_rabbit: PrivateRabbit) -> Settings:
+    """The test's settings, on the private node."""
+    return settings.model_copy(update={"amqp_url": SecretStr(private_rabbit.url)})

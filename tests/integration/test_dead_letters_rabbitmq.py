@@ -151,8 +151,8 @@ def test_failing_actor_is_retried_dead_lettered_then_replayed_once(
     shown = sagaworks(settings, "dlq", "show", entry["_id"], "--json")
     assert shown.returncode == 0, shown.stderr
     doc = json.loads(shown.stdout)
-    assert doc["state"] == "replayed"
-    assert [h["event"] for h in doc["history"]] == ["failed", "replayed"]
+    assert doc["state"] == "resolved"  # replayed, then processed: no longer dead
+    assert [h["event"] for h in doc["history"]] == ["failed", "replayed", "resolved"]
     assert doc["history"][1]["by"] == "ops"
     assert sagaworks(settings, "dlq", "list", "--json").stdout.strip() == "[]"
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,11 +32,14 @@ SAGAWORKS = str(Path(sys.executable).parent / "sagaworks")
 AMQP_SECRET = f"amqp-{uuid.uuid4().hex[:12]}"
 MONGO_SECRET = f"mongo-{uuid.uuid4().hex[:12]}"
 AMQP_USER = f"sw-test-{uuid.uuid4().hex[:6]}"
+MANAGEMENT = os.environ.get("SAGAWORKS_RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672").rstrip(
+    "/"
+)
 
 
 def management(method: str, path: str, body: dict | None = None) -> None:
     request = urllib.request.Request(
-        f"http://127.0.0.1:15672/api/{path}",
+        f"{MANAGEMENT}/api/{path}",
         data=json.dumps(body).encode() if body is not None else None,
         method=method,
         headers={
@@ -45,18 +50,48 @@ def management(method: str, path: str, body: dict | None = None) -> None:
     urllib.request.urlopen(request, timeout=10).close()
 
 
+def rabbitmqctl(*args: str) -> None:
+    """``rabbitmqctl`` on the test's node (``RABBITMQ_NODENAME``, else the local default)."""
+    node = ["-n", os.environ["RABBITMQ_NODENAME"]] if os.environ.get("RABBITMQ_NODENAME") else []
+    run = subprocess.run(
+        [shutil.which("rabbitmqctl") or "rabbitmqctl", "-q", *node, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if run.returncode != 0:
+        raise OSError(run.stderr.strip() or run.stdout.strip())
+
+
+def add_user(user: str, password: str) -> Callable[[], None]:
+    """A user on the test broker, through the management API if it is there, else through
+    ``rabbitmqctl`` (the plugin is optional); returns how to remove it."""
+    try:
+        management("PUT", f"users/{user}", {"password": password, "tags": ""})
+        everything = {"configure": ".*", "write": ".*", "read": ".*"}
+        management("PUT", f"permissions/%2F/{user}", everything)
+        return lambda: management("DELETE", f"users/{user}")
+    except OSError:
+        pass
+    try:
+        rabbitmqctl("add_user", user, password)
+        rabbitmqctl("set_permissions", "-p", "/", user, ".*", ".*", ".*")
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.fail(
+            "creating a RabbitMQ user needs the management API (rabbitmq-plugins enable "
+            f"rabbitmq_management) or rabbitmqctl (root or the rabbitmq user): {exc}"
+        )
+    return lambda: rabbitmqctl("delete_user", user)
+
+
 @pytest.fixture
 def secret_amqp_url() -> Iterator[str]:
-    """A RabbitMQ user with a secret password (through the management API)."""
-    try:
-        management("PUT", f"users/{AMQP_USER}", {"password": AMQP_SECRET, "tags": ""})
-        management(
-            "PUT", f"permissions/%2F/{AMQP_USER}", {"configure": ".*", "write": ".*", "read": ".*"}
-        )
-    except OSError as exc:
-        pytest.fail(f"RabbitMQ's management API is needed for this test: {exc}")
-    yield f"amqp://{AMQP_USER}:{AMQP_SECRET}@127.0.0.1:5672/"
-    management("DELETE", f"users/{AMQP_USER}")
+    """A RabbitMQ user with a secret password."""
+    remove = add_user(AMQP_USER, AMQP_SECRET)
+    broker = urllib.parse.urlsplit(AMQP_URL)
+    yield f"amqp://{AMQP_USER}:{AMQP_SECRET}@{broker.hostname}:{broker.port or 5672}/"
+    remove()
 
 
 @pytest.fixture
@@ -108,9 +143,9 @@ def test_two_worker_processes_share_the_work_and_agree_with_the_store(
     try:
         # When customers register and place orders, and half are confirmed
         customers = [register_customer(f"P{i}") for i in range(5)]
-        for customer in customers:
-            publish(customer)
-        time.sleep(1.0)
+        receipts = [publish(customer) for customer in customers]
+        for receipt in receipts:  # an order for a customer not yet registered is rejected
+            assert receipt.wait(90) is not None
         orders = [place_order(customers[i % 5].customer_id) for i in range(60)]
         for command in orders:
             publish(command)

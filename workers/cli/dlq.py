@@ -70,7 +70,7 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--actor")
     parser.add_argument("--error", help="exception type, e.g. InvalidMessageError")
     parser.add_argument("--since", type=since, help="e.g. 30m, 2h, 7d or an ISO time")
-    states = ["dead", "replaying", "replayed", "archived", "all"]
+    states = ["dead", "replaying", "replayed", "resolved", "archived", "all"]
     parser.add_argument("--state", default="dead", choices=states, help="default: dead")
     add_json_flag(parser)
 

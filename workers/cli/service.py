@@ -104,30 +104,74 @@ def run_relay(args: argparse.Namespace) -> int:
 
 
 def run_publish(args: argparse.Namespace) -> int:
+    """Publish; then say whether the command was committed, rejected, or only accepted.
+
+    Exit 0: committed (or published, for an event or ``--wait 0``); 1: rejected (the worker
+    dead-lettered it, with the reason); 4: accepted by RabbitMQ but not committed in time.
+    """
     from workers.publishing import publish  # noqa: PLC0415 -- after boot
 
+    message = _parse_message(args)
+    runtime = connect()
+    try:
+        receipt = publish(message)
+        outcome = (
+            _await_outcome(receipt, args.wait)
+            if args.wait > 0 and isinstance(message, Command)
+            else {"outcome": "published", "token": None, "reason": None}
+        )
+    finally:
+        runtime.close()
+    result = {"message_id": receipt.message_id, **outcome}
+    emit(args, result, _publish_text)
+    return PUBLISH_EXIT[result["outcome"]]
+
+
+#: Exit status by outcome: committed and published are success, rejected a failure.
+PUBLISH_EXIT = {"committed": 0, "published": 0, "rejected": 1, "accepted": 4}
+
+
+def _parse_message(args: argparse.Namespace) -> Any:
     try:
         data = json.loads(args.data)
     except ValueError as exc:
         raise ValueError(f"--data is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError("--data must be a JSON object")
-    message = registry.get(args.type).model_validate(data)
-    runtime = connect()
-    try:
-        receipt = publish(message)
-        token = receipt.wait(args.wait) if args.wait > 0 and isinstance(message, Command) else None
-    finally:
-        runtime.close()
-    result = {"message_id": receipt.message_id, "token": str(token) if token else None}
-    emit(
-        args,
-        result,
-        lambda d: fields(
-            [("message id", d["message_id"]), ("token", d["token"] or "(not committed yet)")]
-        ),
-    )
-    return 0
+    return registry.get(args.type).model_validate(data)
+
+
+def _await_outcome(receipt: Any, wait: float) -> dict[str, Any]:
+    """Poll for the commit and for a dead letter of the command, whichever comes first."""
+    from readstore.consistency import wait_until  # noqa: PLC0415 -- after boot
+    from workers.deadletters.store import DEAD, DeadLetterStore  # noqa: PLC0415
+
+    store = DeadLetterStore()
+    found: dict[str, Any] = {"outcome": "accepted", "token": None, "reason": None}
+
+    def settled() -> bool:
+        token = receipt.wait(0)
+        if token is not None:
+            found.update(outcome="committed", token=str(token))
+            return True
+        dead = store.get(receipt.message_id)
+        if dead is not None and dead.get("state") == DEAD:
+            found.update(outcome="rejected", reason=dead.get("reason") or dead.get("error_type"))
+            return True
+        return False
+
+    wait_until(settled, wait, first_pause=0.05)
+    return found
+
+
+def _publish_text(d: dict[str, Any]) -> str:
+    shown = {
+        "committed": f"committed, token {d['token']}",
+        "published": "published",
+        "rejected": f"rejected: {d['reason']}",
+        "accepted": "accepted, not yet committed (see `sagaworks dlq list` if it never is)",
+    }[d["outcome"]]
+    return fields([("message id", d["message_id"]), ("outcome", shown)])
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -67,6 +67,8 @@ def _num(value: int | None) -> str:
 
 
 def _queue_row(q: dict[str, Any]) -> tuple[Any, ...]:
+    if q.get("missing"):
+        return (q["name"], "missing", "-", "-", "-", q["dead_letters"])
     counts = (_num(q[k]) for k in ("ready", "unacked", "delayed", "xq"))
     return (q["name"], *counts, q["dead_letters"])
 
@@ -85,9 +87,10 @@ def _text(data: dict[str, Any]) -> str:
     )
     sagas = ", ".join(f"{k}: {v}" for k, v in sorted(data["sagas"].items())) or "(none)"
     verdict = "\n".join(f"  ! {note}" for note in data["attention"]) or "  healthy"
+    notes = "".join(f"\nnote: {note}" for note in data.get("notes", []))
     return "\n\n".join(
         [
-            queues,
+            queues + notes,
             projections,
             f"undispatched commits: {data['undispatched_commits']}",
             f"sagas: {sagas} (past their deadline: {data['overdue_sagas']})",

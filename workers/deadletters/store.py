@@ -34,9 +34,12 @@ class State(StrEnum):
     REPLAYING = "replaying"
     REPLAYED = "replayed"
     ARCHIVED = "archived"
+    #: Processed successfully on a later delivery or replay: it was not dead after all.
+    RESOLVED = "resolved"
 
 
 DEAD, REPLAYING, REPLAYED, ARCHIVED = State.DEAD, State.REPLAYING, State.REPLAYED, State.ARCHIVED
+RESOLVED = State.RESOLVED
 #: Fields a listing shows; the envelope, message and traceback only ``show`` reads.
 SUMMARY = {
     "envelope": 0,
@@ -171,6 +174,24 @@ class DeadLetterStore:
             update["$inc"] = {"replays": 1}
         result = self.entries.update_many({"_id": {"$in": list(ids)}}, update)
         return result.modified_count
+
+    def is_recorded(self, entry_id: str) -> bool:
+        """Whether ``entry_id`` has a record a later success would resolve (dead or replayed)."""
+        query = {"_id": entry_id, "state": {"$in": [DEAD, REPLAYED]}}
+        return self.entries.count_documents(query, limit=1) > 0
+
+    def resolve(self, entry_id: str, how: str) -> bool:
+        """The message of ``entry_id`` was processed after all: its record stops counting as
+        dead, and its history says how. ``False`` when there was nothing to resolve."""
+        event = {"event": "resolved", "at": now(), "reason": how}
+        result = self.entries.update_one(
+            {"_id": entry_id, "state": {"$in": [DEAD, REPLAYED]}},
+            {
+                "$set": {"state": RESOLVED, "updated_at": event["at"]},
+                "$push": {"history": {"$each": [event], "$slice": -HISTORY_KEPT}},
+            },
+        )
+        return result.modified_count == 1
 
     def purge(self, ids: Sequence[str]) -> int:
         return self.entries.delete_many({"_id": {"$in": list(ids)}}).deleted_count if ids else 0

@@ -1,9 +1,13 @@
 """What needs attention: queue depths, dead letters, projection lag and sagas by state.
 
-Queue depths come from RabbitMQ: the ready counts from a passive ``queue_declare``, the
-unacknowledged counts from the management API (``None``, shown as unknown, when it is not
-reachable). Projection lag is *events committed but not yet applied*, measured without a
-counter on the hot path as: the projection queue's ready + unacknowledged messages, plus its
+Queue depths come from RabbitMQ: the ready counts from a passive ``queue_declare`` (a queue
+no worker has declared yet is *missing*, which needs attention), the unacknowledged counts
+from the management API (``None``, shown as unknown with a one-line note, when it is not
+reachable: the plugin is optional). Commits left undispatched past the relay's grace mean the
+relay is down or stuck: that needs attention, naming the oldest.
+
+Projection lag is *events committed but not yet applied*, measured without a counter on the
+hot path as: the projection queue's ready + unacknowledged messages, plus its
 delay queue (retries waiting), plus the commits not yet dispatched (each may carry events for
 every projection), plus the events held behind a parked stream. Duplicates in flight can make
 it an overestimate; it is zero only when the projection has nothing left to apply.
@@ -12,9 +16,12 @@ it an overestimate; it is zero only when the projection has nothing left to appl
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import logging
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,6 +51,7 @@ class QueueFigures:
     delayed: int | None = None
     xq: int | None = None
     dead_letters: int = 0
+    missing: bool = False
 
 
 @dataclass
@@ -54,6 +62,8 @@ class Status:
     undispatched: int
     overdue_sagas: int = 0
     parked_commits: int = 0
+    stale_commit: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
     attention: list[str] = field(default_factory=list)
 
     def asdict(self) -> dict[str, Any]:
@@ -64,6 +74,8 @@ class Status:
             "overdue_sagas": self.overdue_sagas,
             "undispatched_commits": self.undispatched,
             "parked_commits": self.parked_commits,
+            "oldest_stale_commit": self.stale_commit,
+            "notes": self.notes,
             "dead_letters": sum(q.dead_letters for q in self.queues),
             "attention": self.attention,
             "healthy": not self.attention,
@@ -73,18 +85,31 @@ class Status:
 def ready_counts(amqp_url: str, names: list[str]) -> dict[str, int | None]:
     """Ready messages per queue (passive declare); ``None`` for a queue that does not exist."""
     counts: dict[str, int | None] = {}
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    try:
-        channel = connection.channel()
-        for name in names:
-            try:
-                counts[name] = channel.queue_declare(name, passive=True).method.message_count
-            except pika.exceptions.ChannelClosedByBroker:
-                counts[name] = None
-                channel = connection.channel()
-    finally:
-        connection.close()
+    with quiet_pika():
+        connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        try:
+            channel = connection.channel()
+            for name in names:
+                try:
+                    counts[name] = channel.queue_declare(name, passive=True).method.message_count
+                except pika.exceptions.ChannelClosedByBroker:
+                    counts[name] = None
+                    channel = connection.channel()
+        finally:
+            connection.close()
     return counts
+
+
+@contextlib.contextmanager
+def quiet_pika() -> Iterator[None]:
+    """pika logs an error for every passive declare of a missing queue: the figures say it."""
+    logger = logging.getLogger("pika")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def management_url(settings: Settings) -> str:
@@ -111,22 +136,52 @@ def unacked_counts(settings: Settings) -> dict[str, int] | None:
     return {row["name"]: int(row.get("messages_unacknowledged") or 0) for row in rows}
 
 
-def queue_figures(settings: Settings, database: Database[Document]) -> list[QueueFigures]:
+def queue_figures(
+    settings: Settings, database: Database[Document], unacked: dict[str, int] | None
+) -> list[QueueFigures]:
     names = sorted({settings.queue_prefix + base for base in BASE_QUEUES.values()})
     all_names = [n + suffix for n in names for suffix in ("", ".DQ", ".XQ")]
     ready = ready_counts(settings.amqp() or "", all_names)
-    unacked = unacked_counts(settings)
     dead = DeadLetterStore(database).counts_by_queue()
 
     def held(name: str) -> int | None:
-        if unacked is None:
+        if unacked is None or ready[name] is None:
             return None
         return unacked.get(name, 0) + unacked.get(name + ".DQ", 0)
 
     return [
-        QueueFigures(n, ready[n], held(n), ready[n + ".DQ"], ready[n + ".XQ"], dead.get(n, 0))
+        QueueFigures(
+            n,
+            ready[n],
+            held(n),
+            ready[n + ".DQ"],
+            ready[n + ".XQ"],
+            dead.get(n, 0),
+            missing=ready[n] is None,
+        )
         for n in names
     ]
+
+
+def stale_commit(
+    database: Database[Document], settings: Settings, now: datetime | None = None
+) -> dict[str, Any] | None:
+    """The oldest commit still undispatched well past the relay's grace (relay down or stuck)."""
+    allowance = settings.relay_grace_seconds + 5 * settings.relay_interval_seconds
+    cutoff = (now or datetime.now(UTC)) - timedelta(seconds=allowance)
+    doc = database["commits"].find_one(
+        {"dispatched": False, "committed_at": {"$lte": cutoff}},
+        {"_id": 1, "committed_at": 1},
+        sort=[("committed_at", 1)],
+    )
+    if doc is None:
+        return None
+    age = (now or datetime.now(UTC)) - doc["committed_at"]
+    return {
+        "commit": doc["_id"],
+        "committed_at": doc["committed_at"].isoformat(),
+        "age_seconds": int(age.total_seconds()),
+    }
 
 
 def projection_lag(
@@ -166,7 +221,8 @@ def overdue_sagas(database: Database[Document], grace: timedelta = OVERDUE_GRACE
 
 
 def status(settings: Settings, database: Database[Document]) -> Status:
-    queues = queue_figures(settings, database)
+    unacked = unacked_counts(settings)
+    queues = queue_figures(settings, database, unacked)
     parked = EventStore(database).commits.count_documents({"parked": {"$ne": None}})
     undispatched = EventStore(database).count_undispatched() - parked
     result = Status(
@@ -176,7 +232,15 @@ def status(settings: Settings, database: Database[Document]) -> Status:
         undispatched=undispatched,
         overdue_sagas=overdue_sagas(database),
         parked_commits=parked,
+        stale_commit=stale_commit(database, settings) if undispatched else None,
     )
+    if unacked is None:
+        api = urllib.parse.urlsplit(management_url(settings))
+        url = f"{api.scheme}://{api.hostname}:{api.port or 15672}"
+        result.notes.append(
+            f"unacked counts unknown: RabbitMQ's management API is not reachable at {url} "
+            "(enable the rabbitmq_management plugin or set SAGAWORKS_RABBITMQ_MANAGEMENT_URL)"
+        )
     result.attention = attention(result, settings.max_projection_lag)
     return result
 
@@ -184,11 +248,22 @@ def status(settings: Settings, database: Database[Document]) -> Status:
 def attention(result: Status, max_lag: int) -> list[str]:
     """What an operator should look at; empty means healthy."""
     notes = [
+        f"{q.name}: missing (no worker has declared it yet: is `sagaworks worker` running?)"
+        for q in result.queues
+        if q.missing
+    ]
+    notes += [
         f"{q.name}: {q.dead_letters} dead letter(s) in the store"
         for q in result.queues
         if q.dead_letters
     ]
     notes += [f"{q.name}.XQ: {q.xq} message(s) not ingested yet" for q in result.queues if q.xq]
+    if result.stale_commit:
+        stale = result.stale_commit
+        notes.append(
+            f"outbox: commits undispatched past the relay's grace, oldest {stale['commit']} "
+            f"({stale['age_seconds']} s old): is `sagaworks relay` running?"
+        )
     notes += [
         f"projection {name}: lag {figures['lag']} over {max_lag}"
         for name, figures in result.projections.items()

@@ -21,6 +21,7 @@ from workers.runtime import confirms, fanout
 from workers.runtime.admission import COMMAND_QUEUES, upstream_exchange
 from workers.runtime.consumer import GuardedConsumer, screen_delivery
 from workers.runtime.envelopes import Rejection
+from workers.runtime.outage import OUTAGE
 from workers.runtime.prefix import events_exchange, get_prefix, set_prefix
 
 log = structlog.get_logger("sagaworks.broker")
@@ -115,7 +116,17 @@ class Rabbitmq(RabbitmqBroker):
             channel = self.state.confirm_channel = confirms.ConfirmChannel(self.connection)
         return channel
 
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
+        consumer = super().consume(queue_name, prefetch, timeout)
+        OUTAGE.restored()  # a consumer connected: the broker is back, if it was away
+        return consumer
+
     def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> Any:
+        sent = self._enqueue(message, delay=delay)
+        OUTAGE.restored()
+        return sent
+
+    def _enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> Any:
         """Dramatiq's enqueue; inside ``pipelined()`` the confirm is awaited with the others.
 
         A shared envelope (an event as the outbox published it, seen by a middleware's

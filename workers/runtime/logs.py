@@ -11,6 +11,7 @@ import structlog
 from dramatiq.errors import DecodeError
 
 from readstore.db import redact_url
+from workers.runtime.outage import FoldConnectionNoise, fold_connection_errors
 
 
 def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
@@ -26,7 +27,13 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, _redact, renderer],
+        processors=[
+            *shared,
+            fold_connection_errors,
+            structlog.processors.format_exc_info,
+            _redact,
+            renderer,
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
@@ -42,7 +49,8 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         )
     )
-    handler.addFilter(HideMessageBodies())
+    handler.addFilter(HideMessageBodies())  # first: nothing after it sees a message body
+    handler.addFilter(FoldConnectionNoise())
     root = logging.getLogger()
     root.handlers[:] = [h for h in root.handlers if not isinstance(h, _StderrHandler)] + [handler]
     root.setLevel(level.upper())

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     #: Times a command re-reads and re-decides on a version conflict before a Dramatiq retry.
     concurrency_attempts: int = Field(default=5, ge=1)
 
+    #: ``publish()`` waits out a broker outage this long before raising ``BrokerUnavailable``.
+    publish_timeout_seconds: float = Field(default=30.0, ge=0)
+
     #: A commit undispatched for this long is re-sent by the relay.
     relay_grace_seconds: float = Field(default=5.0, ge=0)
     relay_interval_seconds: float = Field(default=1.0, gt=0)

@@ -34,6 +34,7 @@ from workers.boot import boot
 from workers.publishing import envelope, publish
 from workers.runtime.broker import delete_queues, queue_name
 from workers.runtime.settings import Settings
+from workers.workloads.isolation import isolated
 from workers.write import outbox
 
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
@@ -78,15 +79,13 @@ class Processed(Middleware):
 
 def run(commands: int, threads: int) -> dict[str, Any]:
     settings = Settings()
-    prefix = f"bench{uuid.uuid4().hex[:8]}."
-    settings = settings.model_copy(
-        update={
-            "amqp_url": settings.amqp_url or SecretStr(DEFAULT_AMQP),
-            "queue_prefix": prefix,
-            "mongodb_db": f"bench_{uuid.uuid4().hex[:8]}",
-            "log_level": os.environ.get("SAGAWORKS_LOG_LEVEL", "WARNING"),
-        }
+    settings = isolated(
+        settings,
+        "bench",
+        amqp_url=settings.amqp_url or SecretStr(DEFAULT_AMQP),
+        log_level=os.environ.get("SAGAWORKS_LOG_LEVEL", "WARNING"),
     )
+    prefix = settings.queue_prefix
     trips = RoundTrips()
     monitoring.register(trips)
     runtime = boot(settings)

@@ -40,6 +40,7 @@ from workers.runtime.embedded import EmbeddedMongo
 from workers.runtime.settings import Settings
 from workers.workloads.bench import DEFAULT_AMQP, ORDERS_PER_CUSTOMER
 from workers.workloads.instruments import Ledger, render, table
+from workers.workloads.isolation import isolated
 
 SKUS = [f"BENCH-{i:02d}" for i in range(10)]
 
@@ -171,14 +172,12 @@ def _run_in_processes(orders: int, rate: float, threads: int, processes: int) ->
 
 def _settings() -> Settings:
     settings = Settings()
-    return settings.model_copy(
-        update={
-            "amqp_url": settings.amqp_url or SecretStr(DEFAULT_AMQP),
-            "queue_prefix": f"bench{uuid.uuid4().hex[:8]}.",
-            "mongodb_db": f"bench_{uuid.uuid4().hex[:8]}",
-            "fulfilment_saga": True,
-            "log_level": os.environ.get("SAGAWORKS_LOG_LEVEL", "WARNING"),
-        }
+    return isolated(
+        settings,
+        "bench",
+        amqp_url=settings.amqp_url or SecretStr(DEFAULT_AMQP),
+        fulfilment_saga=True,
+        log_level=os.environ.get("SAGAWORKS_LOG_LEVEL", "WARNING"),
     )
 
 

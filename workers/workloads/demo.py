@@ -26,6 +26,7 @@ from workers.ops.verify import verify_read_models
 from workers.publishing import publish
 from workers.runtime.broker import delete_queues
 from workers.runtime.settings import Settings
+from workers.workloads.isolation import isolated
 from workers.write.eventstore import EventStore
 from workers.write.outbox import Relay
 
@@ -95,17 +96,12 @@ def run(orders: int, customers: int, threads: int, seed: int = 7) -> dict[str, A
 
 
 def _isolated(settings: Settings) -> Settings:
-    """The demo never shares a deployment's data: on real servers it uses its own queues
-    (removed afterwards) and its own database (kept, and named in the summary)."""
-    tag = uuid.uuid4().hex[:8]
+    """The demo never shares a deployment's queues or data, whatever the environment says:
+    its own queues (removed afterwards) and its own database (kept, named in the summary)."""
     update: dict[str, Any] = {}
     if "SAGAWORKS_LOG_LEVEL" not in os.environ:
         update["log_level"] = "WARNING"
-    if settings.amqp_url and not settings.queue_prefix:
-        update["queue_prefix"] = f"demo-{tag}."
-    if settings.mongodb_url:
-        update["mongodb_db"] = f"{settings.mongodb_db}_demo_{tag}"
-    return settings.model_copy(update=update)
+    return isolated(settings, "demo", **update)
 
 
 def _workload(orders: int, customers: int, seed: int, settings: Settings) -> dict[str, Any]:
