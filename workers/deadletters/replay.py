@@ -24,7 +24,7 @@ import dramatiq
 import structlog
 
 from readstore.db import Document
-from workers.deadletters.publisher import LEASE_MARGIN, Publisher, publisher
+from workers.deadletters.publisher import LEASE_MARGIN, Batch, Publisher, publisher
 from workers.deadletters.record import DELIVERY_OPTIONS, REPLAY_OPTION, now, queue_of
 from workers.deadletters.store import DEAD, REPLAYED, REPLAYING, DeadLetterStore
 
@@ -121,19 +121,19 @@ def _replay_batch(
     """Claim, send in one transaction, then mark replayed; the ids this replay sent."""
     token, deadline = uuid.uuid4().hex, time.monotonic() + lease * (1 - LEASE_MARGIN)
     docs = claim(store, ids, token, by, lease)
-    report.skipped.update(
-        dict.fromkeys(set(ids) - {d["_id"] for d in docs}, "claimed by another replay")
-    )
+    taken = [d["_id"] for d in docs]
+    report.skipped.update(dict.fromkeys(set(ids) - set(taken), "claimed by another replay"))
     if not docs:
         return []
+    batch = Batch(token, tuple(taken))
     try:
-        send.batch([envelope_for_replay(doc) for doc in docs], token, deadline)
+        send.batch([envelope_for_replay(doc) for doc in docs], batch, deadline)
     except Exception as exc:
-        release(store, token, by, f"not sent: {str(exc)[:300]}")
+        release(store, batch, by, f"not sent: {str(exc)[:300]}")
         raise
-    finish(store, [token], by)
+    finish(store, [batch], by)
     log.info("deadletter.replayed", count=len(docs), by=by)
-    return [d["_id"] for d in docs]
+    return taken
 
 
 def claim(
@@ -145,33 +145,34 @@ def claim(
         {"_id": {"$in": ids}, "state": str(DEAD)},
         {"$set": {"state": str(REPLAYING), "replay": {"token": token, "until": until, "by": by}}},
     )
-    return list(store.entries.find({"replay.token": token}, REPLAY_FIELDS))
+    return list(store.entries.find({"_id": {"$in": ids}, "replay.token": token}, REPLAY_FIELDS))
 
 
-def finish(store: DeadLetterStore, tokens: list[str], by: str) -> int:
-    """The batches ``tokens`` reached the broker: their entries are replayed."""
+def finish(store: DeadLetterStore, batches: list[Batch], by: str) -> int:
+    """The batches reached the broker: their entries are replayed."""
     event = {"event": "replayed", "at": now(), "by": by}
-    result = store.entries.update_many(
-        {"replay.token": {"$in": tokens}, "state": str(REPLAYING)},
-        {
-            "$set": {"state": str(REPLAYED)},
-            "$unset": {"replay": ""},
-            "$inc": {"replays": 1},
-            "$push": {"history": {"$each": [event], "$slice": -50}},
-        },
-    )
-    return result.modified_count
+    update = {
+        "$set": {"state": str(REPLAYED)},
+        "$unset": {"replay": ""},
+        "$inc": {"replays": 1},
+        "$push": {"history": {"$each": [event], "$slice": -50}},
+    }
+    return sum(store.entries.update_many(_owned(batch), update).modified_count for batch in batches)
 
 
-def release(store: DeadLetterStore, token: str, by: str, reason: str) -> int:
+def release(store: DeadLetterStore, batch: Batch, by: str, reason: str) -> int:
     """A batch that never reached the broker: its entries are dead again."""
-    return _back_to_dead(store, {"replay.token": token, "state": str(REPLAYING)}, by, reason)
+    return _back_to_dead(store, _owned(batch), by, reason)
+
+
+def _owned(batch: Batch) -> Document:
+    return {"_id": {"$in": list(batch.ids)}, "replay.token": batch.token, "state": str(REPLAYING)}
 
 
 def settle(store: DeadLetterStore, send: Publisher) -> dict[str, int]:
     """Finish what an interrupted replay left ``replaying``: sent → replayed, else dead."""
-    tokens, ack = send.journal()
-    sent = finish(store, tokens, "replay journal") if tokens else 0
+    batches, ack = send.journal()
+    sent = finish(store, batches, "replay journal") if batches else 0
     ack()
     expired = {"state": str(REPLAYING), "replay.until": {"$lt": now()}}
     back = _back_to_dead(store, expired, "replay journal", "interrupted before it was sent")
