@@ -22,6 +22,7 @@ from typing import Any
 
 import dramatiq
 import structlog
+from pymongo import UpdateOne
 
 from readstore.db import Document
 from workers.deadletters.publisher import LEASE_MARGIN, Batch, Publisher, publisher
@@ -141,32 +142,42 @@ def claim(
 ) -> list[Document]:
     """Take the dead entries among ``ids`` for this replay alone; the documents taken."""
     until = now() + timedelta(seconds=lease)
-    store.entries.update_many(
-        {"_id": {"$in": ids}, "state": str(DEAD)},
-        {"$set": {"state": str(REPLAYING), "replay": {"token": token, "until": until, "by": by}}},
-    )
+    taken = {
+        "$set": {"state": str(REPLAYING), "replay": {"token": token, "until": until, "by": by}}
+    }
+    _each(store, [({"_id": i, "state": str(DEAD)}, taken) for i in ids])
     return list(store.entries.find({"_id": {"$in": ids}, "replay.token": token}, REPLAY_FIELDS))
+
+
+def _each(store: DeadLetterStore, updates: list[tuple[Document, Document]]) -> int:
+    """One conditional update per entry, matched on its id (the id index), in one round trip."""
+    if not updates:
+        return 0
+    ops = [UpdateOne(query, update) for query, update in updates]
+    return store.entries.bulk_write(ops, ordered=False).modified_count
 
 
 def finish(store: DeadLetterStore, batches: list[Batch], by: str) -> int:
     """The batches reached the broker: their entries are replayed."""
     event = {"event": "replayed", "at": now(), "by": by}
-    update = {
+    update: Document = {
         "$set": {"state": str(REPLAYED)},
         "$unset": {"replay": ""},
         "$inc": {"replays": 1},
         "$push": {"history": {"$each": [event], "$slice": -50}},
     }
-    return sum(store.entries.update_many(_owned(batch), update).modified_count for batch in batches)
+    return _each(store, [(query, update) for batch in batches for query in _owned(batch)])
 
 
 def release(store: DeadLetterStore, batch: Batch, by: str, reason: str) -> int:
     """A batch that never reached the broker: its entries are dead again."""
-    return _back_to_dead(store, _owned(batch), by, reason)
+    event = {"event": "replay_failed", "at": now(), "by": by, "reason": reason}
+    return _each(store, [(query, _dead_again(event)) for query in _owned(batch)])
 
 
-def _owned(batch: Batch) -> Document:
-    return {"_id": {"$in": list(batch.ids)}, "replay.token": batch.token, "state": str(REPLAYING)}
+def _owned(batch: Batch) -> list[Document]:
+    """Each entry of ``batch`` while this batch still owns it."""
+    return [{"_id": i, "replay.token": batch.token, "state": str(REPLAYING)} for i in batch.ids]
 
 
 def settle(store: DeadLetterStore, send: Publisher) -> dict[str, int]:
@@ -183,12 +194,12 @@ def settle(store: DeadLetterStore, send: Publisher) -> dict[str, int]:
 
 def _back_to_dead(store: DeadLetterStore, query: Document, by: str, reason: str) -> int:
     event = {"event": "replay_failed", "at": now(), "by": by, "reason": reason}
-    result = store.entries.update_many(
-        query,
-        {
-            "$set": {"state": str(DEAD)},
-            "$unset": {"replay": ""},
-            "$push": {"history": {"$each": [event], "$slice": -50}},
-        },
-    )
-    return result.modified_count
+    return store.entries.update_many(query, _dead_again(event)).modified_count
+
+
+def _dead_again(event: Document) -> Document:
+    return {
+        "$set": {"state": str(DEAD)},
+        "$unset": {"replay": ""},
+        "$push": {"history": {"$each": [event], "$slice": -50}},
+    }
