@@ -74,7 +74,7 @@ def queue_depth(name: str) -> int:
         connection.close()
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 30.0, pause: float = 0.1) -> None:
+def wait_for(check: Callable[[], bool], timeout: float = 60.0, pause: float = 0.1) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:

@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import dramatiq
@@ -24,16 +25,24 @@ from workers.runtime.broker import REPLAY_JOURNAL, queue_name
 LEASE_MARGIN = 0.25
 
 
+@dataclass(frozen=True)
+class Batch:
+    """A committed replay batch as its journal marker names it: its token and entry ids."""
+
+    token: str
+    ids: tuple[str, ...]
+
+
 class LeaseExpired(RuntimeError):
     """The replay's claim ran out before its batch was committed: nothing was sent."""
 
 
 class Publisher(Protocol):
-    def batch(self, messages: list[dramatiq.Message[Any]], token: str, deadline: float) -> None:
-        """Send every message of the batch ``token`` (all or none) before ``deadline``."""
+    def batch(self, messages: list[dramatiq.Message[Any]], batch: Batch, deadline: float) -> None:
+        """Send every message of ``batch`` (all or none) before ``deadline``."""
 
-    def journal(self) -> tuple[list[str], Callable[[], None]]:
-        """The tokens of committed batches in the journal, and how to drop them once settled."""
+    def journal(self) -> tuple[list[Batch], Callable[[], None]]:
+        """The committed batches in the journal, and how to drop them once settled."""
 
 
 class InProcess:
@@ -42,11 +51,11 @@ class InProcess:
     def __init__(self, broker: dramatiq.Broker) -> None:
         self.broker = broker
 
-    def batch(self, messages: list[dramatiq.Message[Any]], token: str, deadline: float) -> None:
+    def batch(self, messages: list[dramatiq.Message[Any]], batch: Batch, deadline: float) -> None:
         for message in messages:
             self.broker.enqueue(message)
 
-    def journal(self) -> tuple[list[str], Callable[[], None]]:
+    def journal(self) -> tuple[list[Batch], Callable[[], None]]:
         return [], lambda: None
 
 
@@ -61,42 +70,46 @@ class Transactional:
         self.channel.tx_select()
         self.reader = connection.channel()
 
-    def batch(self, messages: list[dramatiq.Message[Any]], token: str, deadline: float) -> None:
+    def batch(self, messages: list[dramatiq.Message[Any]], batch: Batch, deadline: float) -> None:
         for queue in {m.queue_name for m in messages}:
             self.broker.declare_queue(queue, ensure=True)  # a publish to a missing queue is lost
         persistent = pika.BasicProperties(delivery_mode=2)
         for message in messages:
             self.channel.basic_publish("", message.queue_name, message.encode(), persistent)
-        marker = json.dumps({"token": token, "ids": [m.message_id for m in messages]})
+        marker = json.dumps({"token": batch.token, "ids": list(batch.ids)})
         self.channel.basic_publish("", self.journal_queue, marker.encode(), persistent)
         if time.monotonic() > deadline:
             self.channel.tx_rollback()
-            raise LeaseExpired(f"batch {token}: lease ran out before the commit")
+            raise LeaseExpired(f"batch {batch.token}: lease ran out before the commit")
         self.channel.tx_commit()
 
-    def journal(self) -> tuple[list[str], Callable[[], None]]:
-        tokens: list[str] = []
+    def journal(self) -> tuple[list[Batch], Callable[[], None]]:
+        batches: list[Batch] = []
         last_tag = 0
         while True:
             method, _, body = self.reader.basic_get(self.journal_queue, auto_ack=False)
             if method is None:
                 break
             last_tag = method.delivery_tag
-            tokens.append(_token(body))
+            batches += _marker(body)
 
         def ack() -> None:
             if last_tag:
                 self.reader.basic_ack(last_tag, multiple=True)
 
-        return [t for t in tokens if t], ack
+        return batches, ack
 
 
-def _token(body: bytes) -> str:
+def _marker(body: bytes) -> list[Batch]:
+    """The batch a journal marker names (none if the marker is damaged)."""
     try:
-        token = json.loads(body).get("token")
-    except (ValueError, AttributeError):
-        return ""
-    return token if isinstance(token, str) else ""
+        doc = json.loads(body)
+        token, ids = doc["token"], doc["ids"]
+    except (ValueError, KeyError, TypeError):
+        return []
+    if not isinstance(token, str) or not isinstance(ids, list):
+        return []
+    return [Batch(token, tuple(str(i) for i in ids))]
 
 
 @contextmanager

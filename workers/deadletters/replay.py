@@ -22,9 +22,10 @@ from typing import Any
 
 import dramatiq
 import structlog
+from pymongo import UpdateOne
 
 from readstore.db import Document
-from workers.deadletters.publisher import LEASE_MARGIN, Publisher, publisher
+from workers.deadletters.publisher import LEASE_MARGIN, Batch, Publisher, publisher
 from workers.deadletters.record import DELIVERY_OPTIONS, REPLAY_OPTION, now, queue_of
 from workers.deadletters.store import DEAD, REPLAYED, REPLAYING, DeadLetterStore
 
@@ -121,19 +122,19 @@ def _replay_batch(
     """Claim, send in one transaction, then mark replayed; the ids this replay sent."""
     token, deadline = uuid.uuid4().hex, time.monotonic() + lease * (1 - LEASE_MARGIN)
     docs = claim(store, ids, token, by, lease)
-    report.skipped.update(
-        dict.fromkeys(set(ids) - {d["_id"] for d in docs}, "claimed by another replay")
-    )
+    taken = [d["_id"] for d in docs]
+    report.skipped.update(dict.fromkeys(set(ids) - set(taken), "claimed by another replay"))
     if not docs:
         return []
+    batch = Batch(token, tuple(taken))
     try:
-        send.batch([envelope_for_replay(doc) for doc in docs], token, deadline)
+        send.batch([envelope_for_replay(doc) for doc in docs], batch, deadline)
     except Exception as exc:
-        release(store, token, by, f"not sent: {str(exc)[:300]}")
+        release(store, batch, by, f"not sent: {str(exc)[:300]}")
         raise
-    finish(store, [token], by)
+    finish(store, [batch], by)
     log.info("deadletter.replayed", count=len(docs), by=by)
-    return [d["_id"] for d in docs]
+    return taken
 
 
 def claim(
@@ -141,37 +142,48 @@ def claim(
 ) -> list[Document]:
     """Take the dead entries among ``ids`` for this replay alone; the documents taken."""
     until = now() + timedelta(seconds=lease)
-    store.entries.update_many(
-        {"_id": {"$in": ids}, "state": str(DEAD)},
-        {"$set": {"state": str(REPLAYING), "replay": {"token": token, "until": until, "by": by}}},
-    )
-    return list(store.entries.find({"replay.token": token}, REPLAY_FIELDS))
+    taken = {
+        "$set": {"state": str(REPLAYING), "replay": {"token": token, "until": until, "by": by}}
+    }
+    _each(store, [({"_id": i, "state": str(DEAD)}, taken) for i in ids])
+    return list(store.entries.find({"_id": {"$in": ids}, "replay.token": token}, REPLAY_FIELDS))
 
 
-def finish(store: DeadLetterStore, tokens: list[str], by: str) -> int:
-    """The batches ``tokens`` reached the broker: their entries are replayed."""
+def _each(store: DeadLetterStore, updates: list[tuple[Document, Document]]) -> int:
+    """One conditional update per entry, matched on its id (the id index), in one round trip."""
+    if not updates:
+        return 0
+    ops = [UpdateOne(query, update) for query, update in updates]
+    return store.entries.bulk_write(ops, ordered=False).modified_count
+
+
+def finish(store: DeadLetterStore, batches: list[Batch], by: str) -> int:
+    """The batches reached the broker: their entries are replayed."""
     event = {"event": "replayed", "at": now(), "by": by}
-    result = store.entries.update_many(
-        {"replay.token": {"$in": tokens}, "state": str(REPLAYING)},
-        {
-            "$set": {"state": str(REPLAYED)},
-            "$unset": {"replay": ""},
-            "$inc": {"replays": 1},
-            "$push": {"history": {"$each": [event], "$slice": -50}},
-        },
-    )
-    return result.modified_count
+    update: Document = {
+        "$set": {"state": str(REPLAYED)},
+        "$unset": {"replay": ""},
+        "$inc": {"replays": 1},
+        "$push": {"history": {"$each": [event], "$slice": -50}},
+    }
+    return _each(store, [(query, update) for batch in batches for query in _owned(batch)])
 
 
-def release(store: DeadLetterStore, token: str, by: str, reason: str) -> int:
+def release(store: DeadLetterStore, batch: Batch, by: str, reason: str) -> int:
     """A batch that never reached the broker: its entries are dead again."""
-    return _back_to_dead(store, {"replay.token": token, "state": str(REPLAYING)}, by, reason)
+    event = {"event": "replay_failed", "at": now(), "by": by, "reason": reason}
+    return _each(store, [(query, _dead_again(event)) for query in _owned(batch)])
+
+
+def _owned(batch: Batch) -> list[Document]:
+    """Each entry of ``batch`` while this batch still owns it."""
+    return [{"_id": i, "replay.token": batch.token, "state": str(REPLAYING)} for i in batch.ids]
 
 
 def settle(store: DeadLetterStore, send: Publisher) -> dict[str, int]:
     """Finish what an interrupted replay left ``replaying``: sent → replayed, else dead."""
-    tokens, ack = send.journal()
-    sent = finish(store, tokens, "replay journal") if tokens else 0
+    batches, ack = send.journal()
+    sent = finish(store, batches, "replay journal") if batches else 0
     ack()
     expired = {"state": str(REPLAYING), "replay.until": {"$lt": now()}}
     back = _back_to_dead(store, expired, "replay journal", "interrupted before it was sent")
@@ -182,12 +194,12 @@ def settle(store: DeadLetterStore, send: Publisher) -> dict[str, int]:
 
 def _back_to_dead(store: DeadLetterStore, query: Document, by: str, reason: str) -> int:
     event = {"event": "replay_failed", "at": now(), "by": by, "reason": reason}
-    result = store.entries.update_many(
-        query,
-        {
-            "$set": {"state": str(DEAD)},
-            "$unset": {"replay": ""},
-            "$push": {"history": {"$each": [event], "$slice": -50}},
-        },
-    )
-    return result.modified_count
+    return store.entries.update_many(query, _dead_again(event)).modified_count
+
+
+def _dead_again(event: Document) -> Document:
+    return {
+        "$set": {"state": str(DEAD)},
+        "$unset": {"replay": ""},
+        "$push": {"history": {"$each": [event], "$slice": -50}},
+    }
