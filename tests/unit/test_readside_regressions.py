@@ -44,7 +44,7 @@ def test_inventory_lag_and_rebuild_work_with_reservation_events(database):
     # Then both worked: the lag counted every followed stream, the rebuild counts the commit
     assert lag.streams >= 2 and lag.behind == lag.committed
     assert projection_lag(InventoryLevels(database)).behind == 0
-    levels = [doc for doc in database.inventory_levels.find()]
+    levels = list(database.inventory_levels.find())
     assert sum(doc.get("committed", 0) for doc in levels) > 0
 
 
