@@ -2,7 +2,7 @@
 
 The log is read once per kind of stream the projection follows (an ``_id`` range of the
 commits, in large batches, only the fields needed); only events the projection handles are
-decoded, the others only advance their stream's position. A commit met ahead of its
+decoded, the others only advance their stream's position (up to its last handled event). A commit met ahead of its
 predecessor (the store returned it early) waits until the predecessor is folded.
 """
 
@@ -17,7 +17,7 @@ from pymongo.database import Database
 from messages import Event, registry
 from readstore.db import Document
 from readstore.eventlog import commits
-from readstore.follows import Follow, place_stream
+from readstore.follows import Follow, Place, place_stream
 from readstore.memory import Memory
 from readstore.projection import Projection
 
@@ -82,6 +82,7 @@ class Fold:
         self.report = report
         self.positions: dict[str, int] = {}
         self.waiting: dict[str, dict[int, Document]] = {}
+        self.unhandled: dict[str, list[Place]] = {}
 
     def run(self, progress: Progress, tick: Callable[[], None] = lambda: None) -> None:
         database = self.projection.database
@@ -112,11 +113,20 @@ class Fold:
         return folded
 
     def _events(self, doc: Document) -> int:
+        """Fold a commit's events. An event not handled only advances the position, and
+        only once a handled one follows it: live, nothing delivers a stream's trailing
+        unhandled events, so a rebuild leaves them unapplied as well."""
         stream, first = doc["stream_id"], doc["version_from"]
         for offset, raw in enumerate(doc["events"]):
             where = place_stream(self.projection.follows, stream, first + offset)
             assert where is not None, stream
-            self.projection.fold(where, self._decoded(raw, stream, where.version))
+            event = self._decoded(raw, stream, where.version)
+            if event is None:
+                self.unhandled.setdefault(stream, []).append(where)
+                continue
+            for skipped in self.unhandled.pop(stream, ()):
+                self.projection.fold(skipped, None)
+            self.projection.fold(where, event)
         self.positions[stream] = doc["version"]
         return len(doc["events"])
 
