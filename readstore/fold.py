@@ -1,13 +1,15 @@
 """Folding the event log in memory through a projection's own apply code.
 
-The log is read once per kind of stream the projection follows (an ``_id`` range of the
-commits, in large batches, only the fields needed); only events the projection handles are
-decoded, the others only advance their stream's position (up to its last handled event). A commit met ahead of its
-predecessor (the store returned it early) waits until the predecessor is folded.
+The log is read in one scan (large batches, only the fields needed), skipping the streams
+the projection does not follow undecoded; only events the projection handles are
+decoded, the others only advance their stream's position (up to its last handled event).
+A commit met ahead of its predecessor (the store returned it early) waits for it.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from pymongo.database import Database
 from messages import Event, registry
 from readstore.db import Document
 from readstore.eventlog import commits
-from readstore.follows import Follow, Place, place_stream
+from readstore.follows import Place, place_stream, stream_type
 from readstore.memory import Memory
 from readstore.projection import Projection
 
@@ -63,14 +65,29 @@ def handled_types(projection_type: type[Projection]) -> frozenset[str]:
     )
 
 
-def logged(database: Database[Document], follow: Follow) -> Iterator[Document]:
-    """The commits of every stream of ``follow``'s kind."""
-    query = {"_id": follow.id_range()}
-    yield from commits(database).find(query, FIELDS).batch_size(BATCH)
+def logged(database: Database[Document]) -> Iterator[Document]:
+    """Every commit, in the store's order: one scan (a range on ``_id`` is no cheaper). The
+    next batch is read by a thread while this one is folded."""
+    batches: queue.Queue[list[Document] | BaseException | None] = queue.Queue(maxsize=2)
 
+    def read() -> None:
+        try:
+            batch: list[Document] = []
+            for doc in commits(database).find({}, FIELDS).batch_size(BATCH):
+                batch.append(doc)
+                if len(batch) == BATCH:
+                    batches.put(batch)
+                    batch = []
+            batches.put(batch)
+            batches.put(None)
+        except BaseException as exc:  # handed to the folding thread, which raises it
+            batches.put(exc)
 
-def count_logged(database: Database[Document], projection: type[Projection]) -> int:
-    return sum(commits(database).count_documents({"_id": f.id_range()}) for f in projection.follows)
+    threading.Thread(target=read, name="sagaworks-fold-reader", daemon=True).start()
+    while (item := batches.get()) is not None:
+        if isinstance(item, BaseException):
+            raise item
+        yield from item
 
 
 class Fold:
@@ -85,14 +102,20 @@ class Fold:
         self.unhandled: dict[str, list[Place]] = {}
 
     def run(self, progress: Progress, tick: Callable[[], None] = lambda: None) -> None:
-        database = self.projection.database
-        for follow in self.projection.follows:
-            for doc in logged(database, follow):
+        kinds = {f.stream_type: i for i, f in enumerate(self.projection.follows)}
+        later: list[list[Document]] = [[] for _ in kinds]
+        for doc in logged(self.projection.database):
+            kind = kinds.get(stream_type(doc["stream_id"]))
+            if kind is not None and kind > 0 and self.projection.fold_in_order:
+                later[kind].append(doc)  # folded after every stream of the kinds before it
+            elif kind is not None:
                 progress.events += self.commit(doc)
-                progress.commits += 1
-                if progress.commits % 2000 == 0:
-                    self.report(progress)
-                    tick()
+            progress.commits += 1
+            if progress.commits % 2000 == 0:
+                self.report(progress)
+                tick()
+        for doc in (d for kind in later for d in kind):
+            progress.events += self.commit(doc)
         if any(self.waiting.values()):
             raise RuntimeError(
                 f"gaps in the log: {sorted(k for k, v in self.waiting.items() if v)}"
@@ -148,6 +171,6 @@ def fold(
     """``kind``'s documents as the whole log makes them, in memory (named as ``collection``)."""
     memory = Memory()
     projection = kind(database, collection=collection, memory=memory)
-    progress = Progress("fold", total_commits=count_logged(database, kind))
+    progress = Progress("fold", total_commits=commits(database).estimated_document_count())
     Fold(projection, report).run(progress, tick)
     return projection, memory, progress

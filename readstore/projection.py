@@ -77,6 +77,8 @@ class Projection:
     handles: ClassVar[tuple[type[Event], ...]]
     #: The kinds of stream it follows, where their documents are and their positions.
     follows: ClassVar[tuple[Follow, ...]]
+    #: Whether a rebuild must fold each kind of stream after those declared before it.
+    fold_in_order: ClassVar[bool] = False
 
     def __init__(
         self,
