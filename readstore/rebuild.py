@@ -133,7 +133,11 @@ class Rebuild:
 
     def _swap(self, target: Projection) -> None:
         live = self.kind(self.database)
+        built = set(self.database.list_collection_names())
         for new, old in zip(target.collection_names(), live.collection_names(), strict=True):
+            if new not in built:
+                self.database.drop_collection(old)  # the log leaves it empty
+                continue
             self.database.client.admin.command(
                 "renameCollection",
                 f"{self.database.name}.{new}",

@@ -12,6 +12,7 @@ from readstore.analytics import OrderAnalytics
 from readstore.cache import query_cache
 from tests.readside import seed_history
 from workers.cli import main
+from workers.subscribers.projections import PROJECTIONS
 from workers.write.eventstore import EventStore
 
 
@@ -67,7 +68,7 @@ def test_verify_exits_non_zero_on_differences(cli_env, capsys, database):
 
 def test_verify_passes_after_a_rebuild(cli_env, capsys):
     # Given every projection rebuilt from the log
-    for name in ("order_analytics", "order_summary", "customer_profile", "inventory_levels"):
+    for name in PROJECTIONS:
         assert run(capsys, "projections", "rebuild", name)[0] == 0
 
     # When verify compares them
