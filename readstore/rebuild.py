@@ -80,7 +80,7 @@ class Rebuild:
                 self.database, self.kind, self.target_name, self.report, lambda: self._renew(lease)
             )
             lease.note(phase="write", events=progress.events)
-            reconciled = self._write(target, memory, progress)
+            reconciled = self._write(target, memory, progress, lease)
             target.indexes()
             lease.note(phase="swap")
             self._swap(target)
@@ -109,7 +109,7 @@ class Rebuild:
             lease.renew()
             self._renewed = time.monotonic()
 
-    def _write(self, target: Projection, memory: Memory, progress: Progress) -> int:
+    def _write(self, target: Projection, memory: Memory, progress: Progress, lease: Lease) -> int:
         """Insert the folded documents; reconcile those the live applies wrote first."""
         progress.phase = "write"
         clashes: dict[str, list[Any]] = {}
@@ -121,6 +121,7 @@ class Rebuild:
                 )
                 progress.documents += min(WRITE_BATCH, len(docs) - start)
                 self.report(progress)
+                self._renew(lease)
         for name, ids in clashes.items():
             for doc_id in ids:
                 self.database[name].replace_one({"_id": doc_id}, memory[name].docs[doc_id])
