@@ -151,8 +151,12 @@ class Projection:
 
     def _catch_up(self, where: Place, position: int, last: int | None = None) -> None:
         """Apply the stored events of ``where``'s stream after ``position`` (to ``last``)."""
-        for missing in read_stream(self.database, where.stream_id, position + 1, last):
-            self._apply_next(missing, self.place(missing))
+        missing = read_stream(self.database, where.stream_id, position + 1, last)
+        if last is None:  # to the stream's end: as live, up to its last handled event
+            while missing and not isinstance(missing[-1], self.handles):
+                missing.pop()
+        for event in missing:
+            self._apply_next(event, self.place(event))
 
     def catch_up_stream(self, follow: Follow, key: str) -> None:
         """Bring the document of stream ``<type>-<key>`` level with the event store."""
