@@ -126,9 +126,13 @@ def test_two_rebuild_processes_at_once_one_is_refused(mongo_url, database):
     env.pop("SAGAWORKS_AMQP_URL", None)
     command = [sys.executable, "-m", "workers.cli", "projections", "rebuild", "order_summary"]
 
-    # When two processes rebuild order_summary at the same moment
-    runs = [subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) for _ in "ab"]
-    outcomes = [(run.wait(timeout=120), run.stderr.read()) for run in runs]  # type: ignore[union-attr]
+    # When two processes rebuild order_summary at once (each waits 20 s for workers to see
+    # its lease: whichever takes it holds it while the other starts)
+    runs = [
+        subprocess.Popen([*command, "--settle", "20"], env=env, stderr=subprocess.PIPE, text=True)
+        for _ in "ab"
+    ]
+    outcomes = [(run.wait(timeout=180), run.stderr.read()) for run in runs]  # type: ignore[union-attr]
 
     # Then one swapped and the other was refused, naming the holder
     assert sorted(code for code, _ in outcomes) == [0, 2], outcomes

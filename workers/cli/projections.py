@@ -25,6 +25,13 @@ def register(subparsers: Any) -> None:
     rebuild = actions.add_parser("rebuild", help="fold the event store into it, then swap")
     rebuild.add_argument("name", help="the projection (see `projections list`)")
     rebuild.add_argument("--dry-run", action="store_true", help="only compare with the log")
+    rebuild.add_argument(
+        "--settle",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="wait this long for every worker to see the rebuild before reading the log",
+    )
     add_json_flag(rebuild)
     rebuild.set_defaults(func=rebuild_projection)
 
@@ -121,6 +128,7 @@ class _Bar:
 
 
 def rebuild_projection(args: argparse.Namespace) -> int:
+    from readstore.lease import REGISTRY_TTL  # noqa: PLC0415
     from readstore.rebuild import Rebuild  # noqa: PLC0415
 
     if args.dry_run:
@@ -129,7 +137,8 @@ def rebuild_projection(args: argparse.Namespace) -> int:
     database = _connect()
     bar = _Bar()
     try:
-        outcome = Rebuild(database, _projection(args.name), report=bar).run()
+        settle = {} if args.settle is None else {"settle_seconds": max(args.settle, REGISTRY_TTL)}
+        outcome = Rebuild(database, _projection(args.name), report=bar, **settle).run()
     finally:
         bar.close()
     data = {**vars(outcome), "events_per_second": round(outcome.rate, 1)}
