@@ -22,6 +22,7 @@ from messages.orders import OrderCancelled, OrderConfirmed, OrderPlaced
 from readstore.cache import bump_version, query_cache
 from readstore.consistency import Answer, ConsistencyToken
 from readstore.db import Document, get_database
+from readstore.follows import Follow
 from readstore.mongo import from_mongo, money
 from readstore.projection import Projection, Update
 
@@ -37,7 +38,7 @@ class _CountedProjection(Projection):
 
     def apply(self, event: Event) -> bool:
         applied = super().apply(event)
-        if self.collection.name == self.collection_name:
+        if self.is_live():
             bump_version(self.database, self.name)
         return applied
 
@@ -46,9 +47,7 @@ class OrderAnalytics(_CountedProjection):
     name = "order_analytics"
     collection_name = "order_analytics"
     handles: ClassVar[tuple[type[Event], ...]] = (OrderPlaced, OrderConfirmed, OrderCancelled)
-
-    def locate(self, event: Event) -> tuple[Any, str]:
-        return str(event.order_id), POSITION  # type: ignore[attr-defined]
+    follows = (Follow("order", POSITION),)
 
     def change(self, event: Event) -> Update:
         match event:
@@ -83,9 +82,7 @@ class CustomerRegistrations(_CountedProjection):
     name = "customer_registrations"
     collection_name = "customer_registrations"
     handles: ClassVar[tuple[type[Event], ...]] = (CustomerRegistered,)
-
-    def locate(self, event: Event) -> tuple[Any, str]:
-        return str(event.customer_id), POSITION  # type: ignore[attr-defined]
+    follows = (Follow("customer", POSITION),)
 
     def change(self, event: Event) -> Update:
         if isinstance(event, CustomerRegistered):

@@ -1,9 +1,13 @@
 """The ``inventory_levels`` read model: per SKU, on hand, reserved and available.
 
 A SKU's document follows its stream (position ``_version``): stock added, held and
-released. Committed stock is recorded on each order's reservation stream, one event for
-several SKUs, so each SKU's document keeps the ids of the commits it applied (bounded) and
-applies a commit only if its id is not among them, in the same update.
+released; each open hold is kept under ``_holds.<order id>`` until it ends. Committed stock
+is recorded on each order's reservation stream, one event for several SKUs: the
+reservation's own document (``inventory_levels_reservations``) follows that stream by
+position, and committing *consumes* each SKU's open hold of the order, in the one update
+that counts it. A redelivered commit finds no hold left to consume, however old it is; a
+commit that arrives before its hold first brings the SKU level with its stream. A SKU's
+document holds its counters and its open holds only: it does not grow with history.
 """
 
 from __future__ import annotations
@@ -11,15 +15,15 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
-from pymongo.errors import DuplicateKeyError
 
 from messages import Event
 from messages.inventory import StockAdded, StockCommitted, StockHeld, StockHoldReleased
 from readstore.db import get_database
+from readstore.follows import Follow
 from readstore.projection import Projection, Update
 
-#: Commit ids kept per SKU to recognise a redelivered commit.
-APPLIED_KEPT = 1000
+SKUS = Follow("sku")
+RESERVATIONS = Follow("reservation", collection="reservations")
 
 
 class InventoryLevels(Projection):
@@ -31,40 +35,41 @@ class InventoryLevels(Projection):
         StockHoldReleased,
         StockCommitted,
     )
-
-    def locate(self, event: Event) -> tuple[Any, str]:
-        return event.sku, "_version"  # type: ignore[attr-defined]
+    #: SKU streams first: a rebuild folds holds before the commits that consume them.
+    follows = (SKUS, RESERVATIONS)
+    fold_in_order = True
 
     def change(self, event: Event) -> Update:
         match event:
             case StockAdded():
                 return {"$inc": {"added": event.quantity}}
             case StockHeld():
-                return {"$inc": {"held": event.quantity}}
+                hold = f"_holds.{event.order_id}"
+                return {"$inc": {"held": event.quantity}, "$set": {hold: event.quantity}}
             case StockHoldReleased():
-                return {"$inc": {"released": event.quantity}}
+                hold = f"_holds.{event.order_id}"
+                return {"$inc": {"released": event.quantity}, "$unset": {hold: ""}}
+            case StockCommitted():
+                return {"$set": {"committed_skus": [line.sku for line in event.lines]}}
         return {}
 
-    def apply(self, event: Event) -> bool:
+    def propagate(self, event: Event) -> None:
         if isinstance(event, StockCommitted):
-            applied = [self._commit(event, line.sku, line.quantity) for line in event.lines]
-            return all(applied)
-        return super().apply(event)
+            for line in event.lines:
+                self._consume(event, line.sku, line.quantity)
 
-    def _commit(self, event: StockCommitted, sku: str, quantity: int) -> bool:
-        applied = str(event.message_id)
-        try:
-            result = self.collection.update_one(
-                {"_id": sku, "_committed": {"$ne": applied}},
-                {
-                    "$inc": {"committed": quantity},
-                    "$push": {"_committed": {"$each": [applied], "$slice": -APPLIED_KEPT}},
-                },
-                upsert=True,
-            )
-        except DuplicateKeyError:
-            return False  # the SKU's document has this commit: applied already
-        return result.upserted_id is not None or result.modified_count == 1
+    def _consume(self, event: StockCommitted, sku: str, quantity: int) -> None:
+        """Count the order's hold on ``sku`` as committed, once: the hold goes with it."""
+        hold = f"_holds.{event.order_id}"
+        query = {"_id": sku, hold: {"$exists": True}}
+        update = {"$inc": {"committed": quantity}, "$unset": {hold: ""}}
+        if self.documents.update(self.collection.name, query, update) or self.folding:
+            return
+        self.catch_up_stream(SKUS, sku)  # the hold may not have been applied yet
+        self.documents.update(self.collection.name, query, update)
+
+    def indexes(self) -> None:
+        """Documents are found by ``_id`` only."""
 
 
 class InventoryLevel(BaseModel):
@@ -95,6 +100,5 @@ def get_inventory_level(sku: str) -> InventoryLevel | None:
 def list_inventory_levels() -> list[InventoryLevel]:
     collection = get_database()[InventoryLevels.collection_name]
     return [
-        InventoryLevel.from_document(d)
-        for d in collection.find({}, {"_committed": 0}).sort("_id", 1)
+        InventoryLevel.from_document(d) for d in collection.find({}, {"_holds": 0}).sort("_id", 1)
     ]

@@ -1,19 +1,21 @@
 """How far a projection is behind the event store: events committed but not yet applied.
 
-Per followed stream, the store's version against the position the read model recorded for
-it; summed over streams. It reads every commit that holds an event the projection handles
-and the whole read model, so it is an operator's command, not something for a hot path.
+Per stream the projection follows (its ``follows`` declaration: the same placing as live
+apply and rebuild), the version of the stream's last event it handles against the position
+its document recorded; summed over streams. It reads the commits holding handled events and
+the positions of the model, so it is an operator's command, not something for a hot path.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pymongo.database import Database
 
-from messages import Event
 from readstore.db import Document
-from readstore.eventlog import Commit, commits
+from readstore.eventlog import commits
+from readstore.follows import Follow
 from readstore.mongo import dig
 from readstore.projection import Projection
 
@@ -29,34 +31,34 @@ class Lag:
         return max(self.committed - self.applied, 0)
 
 
-def stream_versions(database: Database[Document]) -> dict[str, int]:
-    pipeline = [{"$group": {"_id": "$stream_id", "version": {"$max": "$version"}}}]
+def stream_versions(
+    database: Database[Document], follow: Follow, types: list[str]
+) -> dict[str, int]:
+    """Per stream of ``follow``'s kind, the version of its last commit holding ``types``."""
+    pipeline: list[dict[str, Any]] = [
+        {"$match": {"_id": follow.id_range(), "events.type": {"$in": types}}},
+        {"$group": {"_id": "$stream_id", "version": {"$max": "$version"}}},
+    ]
     return {doc["_id"]: int(doc["version"]) for doc in commits(database).aggregate(pipeline)}
 
 
-def _first_handled(projection: Projection, doc: Document) -> Event | None:
-    for event in Commit.from_document(doc).events:
-        if isinstance(event, projection.handles):
-            return event
-    return None
+def positions(projection: Projection, follow: Follow) -> dict[str, int]:
+    """Per document of ``follow``'s collection, the position it recorded for that stream."""
+    collection = projection.database[projection.collection_of(follow)]
+    docs = collection.find({follow.position: {"$exists": True}}, {follow.position: 1})
+    return {str(d["_id"]): int(dig(d, follow.position) or 0) for d in docs}
 
 
 def projection_lag(projection: Projection) -> Lag:
-    """The events ``projection``'s collection has applied, against those committed."""
-    database = projection.database
-    versions = stream_versions(database)
-    model = {doc["_id"]: doc for doc in projection.collection.find()}
+    """The events ``projection``'s collections have applied, against those committed."""
     names = [t.type_name() for t in projection.handles]
-    seen: set[str] = set()
-    applied = committed = 0
-    for doc in commits(database).find({"events.type": {"$in": names}}).sort("_id", 1):
-        if doc["stream_id"] in seen:
-            continue
-        event = _first_handled(projection, doc)
-        if event is None:
-            continue
-        seen.add(doc["stream_id"])
-        doc_id, path = projection.locate(event)
-        applied += int(dig(model.get(doc_id) or {}, path) or 0)
-        committed += versions[doc["stream_id"]]
-    return Lag(len(seen), committed, applied)
+    streams = committed = applied = 0
+    for follow in projection.follows:
+        versions = stream_versions(projection.database, follow, names)
+        seen = positions(projection, follow)
+        prefix = len(follow.stream_type) + 1
+        for stream_id, version in versions.items():
+            streams += 1
+            committed += version
+            applied += min(seen.get(stream_id[prefix:], 0), version)
+    return Lag(streams, committed, applied)

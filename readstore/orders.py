@@ -16,16 +16,17 @@ from messages.orders import OrderCancelled, OrderConfirmed, OrderPlaced, order_s
 from messages.payments import PaymentCharged, PaymentRefunded
 from readstore.consistency import Answer, ConsistencyToken, wait_until
 from readstore.db import get_database
+from readstore.follows import Follow
 from readstore.mongo import from_mongo, money
 from readstore.projection import Projection, Update
 
 POSITION = "_version"
-#: Where the order's fulfilment streams (reservation, payment) are followed.
-FULFILMENT_POSITIONS: dict[type[Event], str] = {
-    StockReserved: "_stock",
-    PaymentCharged: "_payment",
-    PaymentRefunded: "_payment",
-}
+#: The order's own stream, and its fulfilment streams (reservation, payment), by position.
+FOLLOWS = (
+    Follow("order", POSITION),
+    Follow("reservation", "_stock"),
+    Follow("payment", "_payment"),
+)
 #: The moment each fulfilment fact became true, kept on the summary.
 FULFILMENT_FACTS: dict[type[Event], str] = {
     StockReserved: "stock_reserved_at",
@@ -41,11 +42,9 @@ class OrderSummaries(Projection):
         OrderPlaced,
         OrderConfirmed,
         OrderCancelled,
-        *FULFILMENT_POSITIONS,
+        *FULFILMENT_FACTS,
     )
-
-    def locate(self, event: Event) -> tuple[Any, str]:
-        return str(event.order_id), FULFILMENT_POSITIONS.get(type(event), POSITION)  # type: ignore[attr-defined]
+    follows = FOLLOWS
 
     def change(self, event: Event) -> Update:
         at = {"updated_at": event.occurred_at}

@@ -1,17 +1,22 @@
 """Projections: read models that are idempotent and per-stream ordered by construction.
 
-Every read-model document records, for each stream it follows, the last stream version it
-applied (its *position*). An event is applied with one conditional update whose filter is
-"position == version - 1" and whose update carries both the change and the new position, so
-a redelivered or older event matches nothing (a no-op), and the write and its proof cannot
-part. An event that arrives ahead of its predecessors heals the gap: the missing events are
-read from the event store and applied in order first.
+Every projection declares the streams it follows (``follows``, see ``readstore.follows``);
+each document records, for each stream it follows, the last stream version it applied (its
+*position*). An event is applied with one conditional update whose filter is "position ==
+version - 1" and whose update carries both the change and the new position, so a redelivered
+or older event matches nothing (a no-op), and the write and its proof cannot part. An event
+that arrives ahead of its predecessors heals the gap: the missing events are read from the
+event store and applied in order first. Effects on other documents (``propagate``) are
+idempotent by their own state and are re-run when a redelivery finds its event applied.
 
 Parking: when an event fails for good, its stream is *parked* for this projection (a document
 in ``parked_streams``). Later events of that stream find a gap, see the parking (the only
 extra read, and only off the hot path) and are held: acknowledged unapplied, since the event
 store keeps them. Other streams flow. Applying the blocking event under ``releasing()`` (a
 replay) applies the held events in order from the event store and lifts the parking.
+
+While a rebuild runs, every event applied live is applied to its new collections too (see
+``readstore.lease``), so the swap loses nothing.
 """
 
 from __future__ import annotations
@@ -24,12 +29,14 @@ from typing import Any, ClassVar
 
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
 
 from messages import Event
-from messages.errors import UnplaceableEvent
 from readstore.db import Document, get_database
+from readstore.documents import Documents, FoldedDocuments, StoredDocuments
 from readstore.eventlog import read_stream
+from readstore.follows import Follow, Place, place
+from readstore.lease import rebuild_targets
+from readstore.memory import Memory
 from readstore.mongo import dig
 
 Update = dict[str, dict[str, Any]]
@@ -60,7 +67,7 @@ def parked_streams(database: Database[Document], collection: str | None = None) 
 
 
 class Projection:
-    """A read model fed by events; subclasses say where an event lands and what it changes."""
+    """A read model fed by events; subclasses declare what they follow and what changes."""
 
     #: The projection's name: its queue is ``projections.<name>``.
     name: ClassVar[str]
@@ -68,45 +75,122 @@ class Projection:
     collection_name: ClassVar[str]
     #: Event types this projection applies (others in a followed stream only advance it).
     handles: ClassVar[tuple[type[Event], ...]]
+    #: The kinds of stream it follows, where their documents are and their positions.
+    follows: ClassVar[tuple[Follow, ...]]
+    #: Whether a rebuild must fold each kind of stream after those declared before it.
+    fold_in_order: ClassVar[bool] = False
 
     def __init__(
-        self, database: Database[Document] | None = None, collection: str | None = None
+        self,
+        database: Database[Document] | None = None,
+        collection: str | None = None,
+        *,
+        memory: Memory | None = None,
     ) -> None:
         self.database = database if database is not None else get_database()
         self.collection: Collection[Document] = self.database[collection or self.collection_name]
+        self.folding = memory is not None
+        self.documents: Documents = (
+            FoldedDocuments(memory) if memory is not None else StoredDocuments(self.database)
+        )
 
     # -- what a subclass provides ------------------------------------------------------------
-    def locate(self, event: Event) -> tuple[Any, str]:
-        """The document ``_id`` and the position path this event's stream advances."""
-        raise NotImplementedError
-
     def change(self, event: Event) -> Update:
         """The update operators that apply ``event`` (its position is added by the caller)."""
         raise NotImplementedError
 
+    def propagate(self, event: Event) -> None:
+        """Effects of an applied ``event`` on other documents; idempotent, re-run on redelivery."""
+
     def indexes(self) -> None:
-        """Create the indexes queries need on ``self.collection``."""
+        """Create the indexes queries need on this projection's collections."""
+
+    def finish_fold(self) -> None:
+        """After a fold: the effects ``propagate`` deferred while folding."""
+
+    # -- where things are --------------------------------------------------------------------
+    def place(self, event: Event) -> Place:
+        return place(self.follows, event, self.name)
+
+    def collection_of(self, follow: Follow) -> str:
+        base = self.collection.name
+        return f"{base}_{follow.collection}" if follow.collection else base
+
+    def collection_names(self) -> list[str]:
+        """Every collection this projection writes, the serving one last."""
+        sides = {self.collection_of(f) for f in self.follows if f.collection}
+        return [*sorted(sides), self.collection.name]
+
+    def is_live(self) -> bool:
+        return not self.folding and self.collection.name == self.collection_name
 
     # -- the algorithm ---------------------------------------------------------------------------
     def apply(self, event: Event) -> bool:
         """Apply ``event`` exactly once in effect; ``False`` when it was already applied
-        (or is held behind a parked event)."""
+        (or is held behind a parked event). During a rebuild, to the new collections too."""
         if _releasing.get():
             return self.release(event)
-        if self._apply_next(event):
-            return True
-        doc_id, path = self.locate(event)
-        version = _version(event)
-        position = self.position(doc_id, path)
-        if position >= version or self._held(event, position):
-            return False  # applied already, held behind a parked event, or caught up past it
-        self._catch_up(event, position, version - 1)
-        return self._apply_next(event)
+        applied = self.apply_one(event)
+        if self.is_live():
+            for target in rebuild_targets(self.database, self.name):
+                type(self)(self.database, collection=target).apply_one(event)
+        return applied
 
-    def _catch_up(self, event: Event, position: int, last: int | None = None) -> None:
-        """Apply the stored events of ``event``'s stream after ``position`` (to ``last``)."""
-        for missing in read_stream(self.database, _stream(event), position + 1, last):
-            self._apply_next(missing)
+    def apply_one(self, event: Event) -> bool:
+        where = self.place(event)
+        if self._apply_next(event, where):
+            return True
+        position = self.position(where)
+        if position >= where.version:
+            self._propagate(event)  # a crash may have come between the write and its effects
+            return False
+        if self._held(event, where, position):
+            return False  # held behind a parked event, or caught up past it meanwhile
+        self._catch_up(where, position, where.version - 1)
+        return self._apply_next(event, where)
+
+    def _catch_up(self, where: Place, position: int, last: int | None = None) -> None:
+        """Apply the stored events of ``where``'s stream after ``position`` (to ``last``)."""
+        missing = read_stream(self.database, where.stream_id, position + 1, last)
+        if last is None:  # to the stream's end: as live, up to its last handled event
+            while missing and not isinstance(missing[-1], self.handles):
+                missing.pop()
+        for event in missing:
+            self._apply_next(event, self.place(event))
+
+    def catch_up_stream(self, follow: Follow, key: str) -> None:
+        """Bring the document of stream ``<type>-<key>`` level with the event store."""
+        stream = follow.stream_id(key)
+        where = Place(follow, key, stream, 0)
+        self._catch_up(where, self.position(where))
+
+    def _apply_next(self, event: Event | None, where: Place) -> bool:
+        """Apply ``event`` if the document stands exactly one version before it (``None``:
+        an event this projection does not handle, which only advances the position)."""
+        handled = event is not None and isinstance(event, self.handles)
+        update = self.change(event) if event is not None and handled else {}
+        position = where.follow.position
+        update = {**update, "$set": {**update.get("$set", {}), position: where.version}}
+        query: dict[str, Any] = {"_id": where.doc_id}
+        query[position] = {"$exists": False} if where.version == 1 else where.version - 1
+        collection = self.collection_of(where.follow)
+        applied = self.documents.update(collection, query, update, upsert=where.version == 1)
+        if applied and event is not None:
+            self._propagate(event)
+        return applied
+
+    def fold(self, where: Place, event: Event | None) -> bool:
+        """Apply one logged event during a rebuild's fold (``None``: not handled here)."""
+        return self._apply_next(event, where)
+
+    def _propagate(self, event: Event) -> None:
+        if isinstance(event, self.handles):
+            self.propagate(event)
+
+    def position(self, where: Place) -> int:
+        path = where.follow.position
+        doc = self.documents.find_one(self.collection_of(where.follow), where.doc_id, [path])
+        return int(dig(doc, path) or 0) if doc else 0
 
     # -- parking ---------------------------------------------------------------------------------
     def park(self, stream_id: str, version: int, dead_letter: str) -> None:
@@ -130,62 +214,31 @@ class Projection:
 
     def release(self, event: Event) -> bool:
         """Apply ``event`` and, after it, the events its parking held; lift the parking."""
-        doc_id, path = self.locate(event)
-        version = _version(event)
-        self._catch_up(event, self.position(doc_id, path), version - 1)
-        applied = self._apply_next(event)
-        self.database[PARKED].delete_one({"_id": self._parked_id(_stream(event))})
-        self._catch_up(event, self.position(doc_id, path))
+        where = self.place(event)
+        self._catch_up(where, self.position(where), where.version - 1)
+        applied = self._apply_next(event, where)
+        self.database[PARKED].delete_one({"_id": self._parked_id(where.stream_id)})
+        self._catch_up(where, self.position(where))
         return applied
 
-    def _held(self, event: Event, position: int) -> bool:
+    def _held(self, event: Event, where: Place, position: int) -> bool:
         """Whether ``event`` needs no more work: it waits behind a parked event of its stream
         (and is counted), or the blocking event got applied meanwhile and the whole stream
         was just caught up."""
-        parked_id = self._parked_id(_stream(event))
+        if self.folding:
+            return False
+        parked_id = self._parked_id(where.stream_id)
         parked = self.database[PARKED].find_one({"_id": parked_id}, {"version": 1})
         if parked is None:
             return False
         if position >= parked["version"]:
             self.database[PARKED].delete_one({"_id": parked_id})
-            self._catch_up(event, position)
+            self._catch_up(where, position)
             return True
         self.database[PARKED].update_one(
-            {"_id": parked_id}, {"$inc": {"held": 1}, "$max": {"held_through": _version(event)}}
+            {"_id": parked_id}, {"$inc": {"held": 1}, "$max": {"held_through": where.version}}
         )
         return True
 
     def _parked_id(self, stream_id: str) -> str:
         return f"{self.collection.name}:{stream_id}"
-
-    def position(self, doc_id: Any, path: str) -> int:
-        doc = self.collection.find_one({"_id": doc_id}, {path: 1})
-        return int(dig(doc, path) or 0) if doc else 0
-
-    def _apply_next(self, event: Event) -> bool:
-        """Apply ``event`` if the document stands exactly one version before it."""
-        doc_id, path = self.locate(event)
-        version = _version(event)
-        update = self.change(event) if isinstance(event, self.handles) else {}
-        update = {**update, "$set": {**update.get("$set", {}), path: version}}
-        if version == 1:
-            try:
-                result = self.collection.update_one(
-                    {"_id": doc_id, path: {"$exists": False}}, update, upsert=True
-                )
-            except DuplicateKeyError:
-                return False  # the document exists and has this stream: applied already
-            return result.upserted_id is not None or result.modified_count == 1
-        result = self.collection.update_one({"_id": doc_id, path: version - 1}, update)
-        return result.modified_count == 1
-
-
-def _version(event: Event) -> int:
-    if event.stream_version is None:
-        raise UnplaceableEvent(f"{event.type_name()} {event.message_id} has no stream version")
-    return event.stream_version
-
-
-def _stream(event: Event) -> str:
-    assert event.stream_id is not None
-    return event.stream_id

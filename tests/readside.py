@@ -11,6 +11,17 @@ from decimal import Decimal
 from typing import Any
 
 from messages.customers import CustomerRegistered, customer_stream
+from messages.inventory import (
+    StockAdded,
+    StockCommitted,
+    StockHeld,
+    StockHoldReleased,
+    StockLine,
+    StockReleased,
+    StockReserved,
+    reservation_stream,
+    sku_stream,
+)
 from messages.orders import (
     OrderCancelled,
     OrderConfirmed,
@@ -19,6 +30,7 @@ from messages.orders import (
     order_stream,
     order_total,
 )
+from messages.payments import PaymentCharged, PaymentRefunded, payment_stream
 from readstore.analytics import (
     orders_by_status,
     registrations_by_day,
@@ -148,3 +160,73 @@ def assert_registrations_match(expected: dict[str, Any]) -> None:
     assert registered == {
         d: (n, expected["opted_in"][d]) for d, n in expected["registrations"].items()
     }
+
+
+class Streams:
+    """Appends to the store, tracking each stream's version."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.versions: Counter[str] = Counter()
+
+    def add(self, stream: str, *events: Any) -> None:
+        self.store.append(stream, self.versions[stream], list(events))
+        self.versions[stream] += len(events)
+
+
+def seed_fulfilment(store: EventStore, orders: int = 12, seed: int = 5) -> None:
+    """Orders through stock, payment and confirmation (some cancelled with compensation,
+    some still in flight), on every kind of stream the projections follow."""
+    rng = random.Random(seed)
+    streams = Streams(store)
+    customers = [uuid.uuid4() for _ in range(3)]
+    for i, customer_id in enumerate(customers):
+        registered = CustomerRegistered(
+            customer_id=customer_id,
+            full_name=f"F{i}",
+            email=f"f{i}@example.com",
+            payment_limit=Decimal("1000"),
+            marketing_opt_in=False,
+        )
+        streams.add(customer_stream(customer_id), registered)
+    for sku in SKUS:
+        streams.add(sku_stream(sku), StockAdded(sku=sku, quantity=1000))
+    for _ in range(orders):
+        fulfil(
+            streams, rng.choice(customers), rng.choice(["confirmed", "cancelled", "in flight"]), rng
+        )
+
+
+def fulfil(streams: Streams, customer_id: uuid.UUID, fate: str, rng: random.Random) -> None:
+    order_id = uuid.uuid4()
+    lines = tuple(
+        OrderLine(sku=sku, quantity=rng.randint(1, 4), unit_price=Decimal("2.50"))
+        for sku in sorted(rng.sample(SKUS, rng.randint(1, 2)))
+    )
+    keys: dict[str, Any] = {"order_id": order_id, "customer_id": customer_id}
+    total = order_total(lines)
+    placed = OrderPlaced(
+        **keys, customer_name="F", lines=lines, shipping_address=ADDRESS, total=total
+    )
+    streams.add(order_stream(order_id), placed)
+    stock = tuple(StockLine(sku=ln.sku, quantity=ln.quantity) for ln in lines)
+    for line in stock:
+        held = StockHeld(sku=line.sku, order_id=order_id, quantity=line.quantity)
+        streams.add(sku_stream(line.sku), held)
+    streams.add(reservation_stream(order_id), StockReserved(order_id=order_id, lines=stock))
+    paid = PaymentCharged(order_id=order_id, amount=total, reference="r")
+    streams.add(payment_stream(order_id), paid)
+    if fate == "confirmed":
+        streams.add(reservation_stream(order_id), StockCommitted(order_id=order_id, lines=stock))
+        streams.add(order_stream(order_id), OrderConfirmed(**keys, total=total))
+    elif fate == "cancelled":
+        refund = PaymentRefunded(order_id=order_id, amount=total, reference="f")
+        streams.add(payment_stream(order_id), refund)
+        released = StockReleased(order_id=order_id, lines=stock, reason="r")
+        streams.add(reservation_stream(order_id), released)
+        for line in stock:
+            back = StockHoldReleased(sku=line.sku, order_id=order_id, quantity=line.quantity)
+            streams.add(sku_stream(line.sku), back)
+        streams.add(order_stream(order_id), OrderCancelled(**keys, reason="r", total=total))
+    else:
+        streams.add(reservation_stream(order_id), StockCommitted(order_id=order_id, lines=stock))

@@ -12,6 +12,7 @@ from readstore.analytics import OrderAnalytics
 from readstore.cache import query_cache
 from tests.readside import seed_history
 from workers.cli import main
+from workers.subscribers.projections import PROJECTIONS
 from workers.write.eventstore import EventStore
 
 
@@ -53,17 +54,46 @@ def test_list_shows_lag_before_and_none_after_a_rebuild(cli_env, capsys):
     assert (analytics["lag"], analytics["rebuild"]) == (0, "done")
 
 
-def test_dry_run_exits_non_zero_on_differences(cli_env, capsys, database):
+def test_verify_exits_non_zero_on_differences(cli_env, capsys, database):
     # Given a live model that misses everything
-    # When a dry run compares
-    code, outcome, _ = run(capsys, "projections", "rebuild", "order_analytics", "--dry-run")
+    # When verify compares it with the log
+    code, report, _ = run(capsys, "projections", "verify", "order_analytics")
 
-    # Then it reports the missing documents and swaps nothing
+    # Then it reports the missing documents and writes nothing
     assert code == 1
-    assert not outcome["swapped"]
-    assert outcome["differences"]
+    assert not report["consistent"]
+    assert report["projections"][0]["different"] > 0
     assert database[OrderAnalytics.collection_name].count_documents({}) == 0
-    assert not [n for n in database.list_collection_names() if "_dryrun_" in n]
+
+
+def test_verify_passes_after_a_rebuild(cli_env, capsys):
+    # Given every projection rebuilt from the log
+    for name in PROJECTIONS:
+        assert run(capsys, "projections", "rebuild", name)[0] == 0
+
+    # When verify compares them
+    code, report, _ = run(capsys, "projections", "verify")
+
+    # Then each equals a rebuild
+    assert code == 0, report
+    assert report["consistent"] and report["checked"] > 0
+
+
+def test_list_measures_every_projection_on_a_store_with_confirmed_orders(cli_env, capsys):
+    # Given a store where orders went through reservation and commit (inventory_levels and
+    # order_summary follow reservation streams whose events carry no SKU)
+    from readstore.db import get_database
+    from tests.unit.test_readside_regressions import seed_fulfilled_order
+    from workers.write.eventstore import EventStore
+
+    seed_fulfilled_order(EventStore(get_database()))
+
+    # When projections are listed
+    code, rows, _ = run(capsys, "projections", "list")
+
+    # Then every projection's lag was measured
+    assert code == 0
+    assert all(row["lag"] is not None for row in rows), rows
 
 
 def test_analytics_reports_the_cache_hit_rate(cli_env, capsys):

@@ -1,32 +1,44 @@
-"""``sagaworks projections`` (list, rebuild) and ``sagaworks analytics`` (the dashboard)."""
+"""``sagaworks projections`` (list, rebuild, verify) and ``sagaworks analytics`` (the dashboard)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from datetime import date
 from typing import Any
 
+from tqdm import tqdm
+
 from readstore.consistency import ConsistencyToken
-from readstore.rebuild import Progress
+from readstore.fold import Progress
 from workers.cli.output import add_json_flag, emit, fields, table
 
 
 def register(subparsers: Any) -> None:
-    projections = subparsers.add_parser("projections", help="list and rebuild the read models")
+    projections = subparsers.add_parser("projections", help="list, rebuild, verify read models")
     actions = projections.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     listing = actions.add_parser("list", help="each projection: collection, position, lag")
     add_json_flag(listing)
     listing.set_defaults(func=list_projections)
 
-    rebuild = actions.add_parser("rebuild", help="replay the event store into it, then swap")
+    rebuild = actions.add_parser("rebuild", help="fold the event store into it, then swap")
     rebuild.add_argument("name", help="the projection (see `projections list`)")
-    rebuild.add_argument("--dry-run", action="store_true", help="compare with the live model")
-    rebuild.add_argument("--batch-size", type=int, default=500, help="commits per write batch")
+    rebuild.add_argument("--dry-run", action="store_true", help="only compare with the log")
+    rebuild.add_argument(
+        "--settle",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="wait this long for every worker to see the rebuild before reading the log",
+    )
     add_json_flag(rebuild)
     rebuild.set_defaults(func=rebuild_projection)
+
+    verify = actions.add_parser("verify", help="compare read models with a rebuild from the log")
+    verify.add_argument("names", nargs="*", help="projections to verify (default: all)")
+    add_json_flag(verify)
+    verify.set_defaults(func=verify_projections)
 
     analytics = subparsers.add_parser("analytics", help="the dashboard's figures")
     analytics.add_argument("--from", dest="start", type=date.fromisoformat, metavar="DAY")
@@ -57,90 +69,112 @@ def _projection(name: str) -> Any:
 
 
 def list_projections(args: argparse.Namespace) -> int:
-    from readstore.cache import model_version  # noqa: PLC0415
-    from readstore.lag import projection_lag  # noqa: PLC0415
     from readstore.rebuild import rebuild_states  # noqa: PLC0415
     from workers.subscribers.projections import PROJECTIONS  # noqa: PLC0415
 
     database = _connect()
     rebuilds = rebuild_states(database)
-    rows = []
-    for name, (kind, _) in sorted(PROJECTIONS.items()):
-        lag = projection_lag(kind(database))
-        state = rebuilds.get(name) or {}
-        rows.append(
-            {
-                "projection": name,
-                "collection": kind.collection_name,
-                "streams": lag.streams,
-                "position": lag.applied,
-                "committed": lag.committed,
-                "lag": lag.behind,
-                "model_version": model_version(database, name),
-                "rebuild": state.get("phase"),
-                "rebuilt_at": state.get("finished_at"),
-            }
-        )
+    rows = [
+        _row(database, kind, rebuilds.get(name) or {})
+        for name, (kind, _) in sorted(PROJECTIONS.items())
+    ]
     headers = ["projection", "collection", "streams", "position", "lag", "rebuild", "rebuilt_at"]
     emit(args, rows, lambda r: table([[row[h] for h in headers] for row in r], headers))
-    return 0
+    return 0 if all(row["lag"] is not None for row in rows) else 1
 
 
-def _progress_printer() -> Any:
-    last = [0.0]
+def _row(database: Any, kind: Any, state: dict[str, Any]) -> dict[str, Any]:
+    from readstore.cache import model_version  # noqa: PLC0415
+    from readstore.lag import projection_lag  # noqa: PLC0415
 
-    def show(progress: Progress) -> None:
-        now = time.monotonic()
-        if now - last[0] < 0.5:
-            return
-        last[0] = now
-        eta = progress.eta_seconds
-        sys.stderr.write(
-            f"{progress.phase}: {progress.commits}/{progress.total_commits} commits, "
-            f"{progress.events} events, {progress.rate:,.0f} events/s, "
-            f"ETA {'-' if eta is None else f'{eta:,.0f}s'}\n"
+    row: dict[str, Any] = {"projection": kind.name, "collection": kind.collection_name}
+    try:
+        lag = projection_lag(kind(database))
+    except Exception as exc:  # shown in the row: one model must not hide the others
+        row.update(streams=None, position=None, committed=None, lag=None, error=repr(exc))
+    else:
+        row.update(
+            streams=lag.streams, position=lag.applied, committed=lag.committed, lag=lag.behind
         )
+    row.update(
+        model_version=model_version(database, kind.name),
+        rebuild=state.get("phase"),
+        rebuilt_at=state.get("finished_at"),
+        rebuild_holder=state.get("holder"),
+    )
+    return row
 
-    return show
+
+class _Bar:
+    """A tqdm progress bar on stderr per phase (commits folded, then documents written)."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, tqdm[Any]] = {}
+
+    def __call__(self, progress: Progress) -> None:
+        phase = progress.phase
+        done = progress.commits if phase == "fold" else progress.documents
+        if phase not in self.bars:
+            total = progress.total_commits if phase == "fold" else None
+            unit = "commit" if phase == "fold" else "doc"
+            self.bars[phase] = tqdm(total=total, unit=unit, desc=phase, file=sys.stderr)
+        bar = self.bars[phase]
+        bar.update(done - bar.n)
+        bar.set_postfix(events=progress.events, refresh=False)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
 
 
 def rebuild_projection(args: argparse.Namespace) -> int:
+    from readstore.lease import REGISTRY_TTL  # noqa: PLC0415
     from readstore.rebuild import Rebuild  # noqa: PLC0415
 
+    if args.dry_run:
+        args.names = [args.name]
+        return verify_projections(args)
     database = _connect()
-    kind = _projection(args.name)
-    run = Rebuild(
-        database,
-        kind,
-        batch_size=args.batch_size,
-        dry_run=args.dry_run,
-        report=_progress_printer(),
-    )
-    if run.state["last_commit"] and not args.dry_run:
-        sys.stderr.write(f"resuming after {run.state['last_commit']}\n")
-    outcome = run.run()
+    bar = _Bar()
+    try:
+        settle = {} if args.settle is None else {"settle_seconds": max(args.settle, REGISTRY_TTL)}
+        outcome = Rebuild(database, _projection(args.name), report=bar, **settle).run()
+    finally:
+        bar.close()
     data = {**vars(outcome), "events_per_second": round(outcome.rate, 1)}
 
     def text(d: dict[str, Any]) -> str:
-        head = fields(
+        return fields(
             [
                 ("projection", d["projection"]),
                 ("built in", d["collection"]),
-                ("swapped", "yes" if d["swapped"] else "no (dry run)"),
-                ("resumed", "yes" if d["resumed"] else "no"),
+                ("swapped", "yes" if d["swapped"] else "no"),
                 ("events", d["events"]),
-                ("caught up", d["caught_up"]),
+                ("documents", d["documents"]),
+                ("reconciled", d["reconciled"]),
                 ("seconds", f"{d['seconds']:.1f}"),
                 ("events/s", d["events_per_second"]),
             ]
         )
-        if not args.dry_run:
-            return head
-        found = d["differences"]
-        return head + "\n\n" + ("\n".join(found) if found else "no differences")
 
     emit(args, data, text)
-    return 1 if args.dry_run and outcome.differences else 0
+    return 0
+
+
+def verify_projections(args: argparse.Namespace) -> int:
+    from workers.ops.verify import verify_read_models  # noqa: PLC0415
+
+    database = _connect()
+    report = verify_read_models(database, args.names or None)
+
+    def text(d: dict[str, Any]) -> str:
+        rows = [[p["projection"], p["documents"], p["different"]] for p in d["projections"]]
+        found = [f"{p['projection']}: {x}" for p in d["projections"] for x in p["differences"]]
+        head = table(rows, ["projection", "documents", "different"])
+        return head + "\n\n" + ("\n".join(found) if found else "every read model equals a rebuild")
+
+    emit(args, report.asdict(), text)
+    return 0 if report.consistent else 1
 
 
 def show_analytics(args: argparse.Namespace) -> int:

@@ -30,7 +30,8 @@ import pika
 from pymongo.database import Database
 
 from readstore.db import Document
-from readstore.projection import parked_streams
+from readstore.lag import projection_lag as measure_lag
+from readstore.projection import Projection, parked_streams
 from sagas.fulfilment import TERMINAL
 from sagas.store import SagaStore
 from workers.deadletters.store import DeadLetterStore
@@ -202,8 +203,18 @@ def projection_lag(
             "parked_streams": len(parked),
             "parked_events": held,
             "exact_queue": figures.unacked is not None,
+            "unmeasured": unmeasured(database, projection),
         }
     return lag
+
+
+def unmeasured(database: Database[Document], projection: type[Projection]) -> str | None:
+    """Why the projection's lag against the event store cannot be measured (``None``: it can)."""
+    try:
+        measure_lag(projection(database))
+    except Exception as exc:  # any failure is the finding: reported, not raised
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def sagas_by_state(database: Database[Document]) -> dict[str, int]:
@@ -268,6 +279,11 @@ def attention(result: Status, max_lag: int) -> list[str]:
         f"projection {name}: lag {figures['lag']} over {max_lag}"
         for name, figures in result.projections.items()
         if figures["lag"] > max_lag
+    ]
+    notes += [
+        f"projection {name}: lag cannot be measured ({figures['unmeasured']})"
+        for name, figures in result.projections.items()
+        if figures.get("unmeasured")
     ]
     notes += [
         f"projection {name}: {figures['parked_streams']} parked stream(s)"

@@ -1,100 +1,59 @@
-"""Checks that the read models agree with a recomputation from the event store."""
+"""``verify_read_models``: every read model compared with a rebuild of it from the log.
+
+Callers (``sagaworks projections verify``, audits, tests after a scenario) get a ``Report``:
+per projection a ``readstore.verify.Verification`` (documents compared, how many differ,
+the first differences), and ``consistent`` when none differs.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from pymongo.database import Database
 
-from messages.customers import CustomerRegistered
-from messages.orders import OrderCancelled, OrderConfirmed, OrderPlaced
-from readstore.customers import CustomerProfile, CustomerProfiles
 from readstore.db import Document
-from readstore.eventlog import iter_commits
-from readstore.mongo import from_mongo
-from readstore.orders import OrderSummaries
+from readstore.verify import Verification, verify_projection
 
 
 @dataclass
 class Report:
-    checked: int = 0
-    differences: list[str] = field(default_factory=list)
+    """The verifications of the projections asked for, by name."""
+
+    projections: dict[str, Verification] = field(default_factory=dict)
 
     @property
     def consistent(self) -> bool:
-        return not self.differences
+        return all(v.consistent for v in self.projections.values())
 
+    @property
+    def checked(self) -> int:
+        return sum(v.documents for v in self.projections.values())
 
-def expected_models(database: Database[Document]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Order summaries and customer profiles computed from the events alone."""
-    orders: dict[str, dict[str, Any]] = {}
-    customers: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {
-            "orders_placed": 0,
-            "orders_confirmed": 0,
-            "orders_cancelled": 0,
-            "total_spent": Decimal("0"),
+    @property
+    def differences(self) -> list[str]:
+        return [f"{name}: {d}" for name, v in self.projections.items() for d in v.differences]
+
+    def asdict(self) -> dict[str, Any]:
+        return {
+            "consistent": self.consistent,
+            "checked": self.checked,
+            "projections": [v.asdict() for v in self.projections.values()],
         }
-    )
-    for commit in iter_commits(database):
-        for event in commit.events:
-            match event:
-                case CustomerRegistered():
-                    customers[str(event.customer_id)]["name"] = event.full_name
-                case OrderPlaced():
-                    orders[str(event.order_id)] = {
-                        "status": "pending",
-                        "total": event.total,
-                        "version": event.stream_version,
-                    }
-                    customers[str(event.customer_id)]["orders_placed"] += 1
-                case OrderConfirmed():
-                    orders[str(event.order_id)].update(
-                        status="confirmed", version=event.stream_version
-                    )
-                    customers[str(event.customer_id)]["orders_confirmed"] += 1
-                    customers[str(event.customer_id)]["total_spent"] += event.total
-                case OrderCancelled():
-                    orders[str(event.order_id)].update(
-                        status="cancelled", version=event.stream_version
-                    )
-                    customers[str(event.customer_id)]["orders_cancelled"] += 1
-    return orders, dict(customers)
 
 
-def verify_read_models(database: Database[Document]) -> Report:
-    """Compare ``order_summary`` and ``customer_profile`` with the event store, field by field."""
+def verify_read_models(database: Database[Document], names: Iterable[str] | None = None) -> Report:
+    """Compare each projection (all by default, or those ``names``) with a rebuild from the log.
+
+    Writes nothing; raises ``LookupError`` for an unknown name."""
+    from workers.subscribers.projections import PROJECTIONS  # noqa: PLC0415 -- the registry
+
+    wanted = sorted(PROJECTIONS) if names is None else list(names)
+    unknown = [n for n in wanted if n not in PROJECTIONS]
+    if unknown:
+        raise LookupError(f"no projection {unknown[0]!r}; known: {', '.join(sorted(PROJECTIONS))}")
     report = Report()
-    orders, customers = expected_models(database)
-    actual_orders = {
-        d["_id"]: from_mongo(d) for d in database[OrderSummaries.collection_name].find()
-    }
-    for order_id, want in orders.items():
-        have = actual_orders.pop(order_id, None) or {}
-        got = {
-            "status": have.get("status"),
-            "total": have.get("total"),
-            "version": have.get("_version"),
-        }
-        _compare(report, f"order {order_id}", want, got)
-    report.differences += [
-        f"order {oid}: in the read model, not in the store" for oid in actual_orders
-    ]
-    actual = {
-        d["_id"]: CustomerProfile.from_document(d).model_dump()
-        for d in database[CustomerProfiles.collection_name].find()
-    }
-    for customer_id, want in customers.items():
-        have = actual.get(customer_id) or {}
-        _compare(report, f"customer {customer_id}", want, {k: have.get(k) for k in want})
+    for name in wanted:
+        report.projections[name] = verify_projection(database, PROJECTIONS[name][0])
     return report
-
-
-def _compare(report: Report, what: str, want: dict[str, Any], got: dict[str, Any]) -> None:
-    report.checked += 1
-    for key, value in want.items():
-        if got.get(key) != value:
-            report.differences.append(f"{what}: {key} is {got.get(key)!r}, events say {value!r}")

@@ -1,4 +1,5 @@
-"""Read-side figures: snapshot loads (50 vs 5,000 events), rebuild throughput, query cache.
+"""Read-side figures: snapshot loads, rebuild throughput next to ``insert_many``, query cache,
+and one customer's profile size after many orders.
 
 Run ``python -m workers.workloads.bench_read`` (embedded SecantusDB unless
 SAGAWORKS_MONGODB_URL is set).
@@ -16,16 +17,34 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import bson
+from bson.decimal128 import Decimal128
 from pymongo.database import Database
 
 from messages import Event
 from messages.customers import CustomerRegistered, customer_stream
-from messages.inventory import StockAdded, StockHeld, StockHoldReleased, sku_stream
+from messages.inventory import (
+    StockAdded,
+    StockCommitted,
+    StockHeld,
+    StockHoldReleased,
+    StockLine,
+    StockReserved,
+    reservation_stream,
+    sku_stream,
+)
 from messages.orders import Address, OrderConfirmed, OrderLine, OrderPlaced, order_stream
-from readstore.analytics import OrderAnalytics, revenue_by_day, top_products
+from messages.payments import PaymentCharged, payment_stream
+from readstore.analytics import (
+    CustomerRegistrations,
+    OrderAnalytics,
+    revenue_by_day,
+    top_products,
+)
 from readstore.cache import query_cache
 from readstore.customers import CustomerProfiles
 from readstore.db import Document, connect, set_database
+from readstore.inventory import InventoryLevels
 from readstore.orders import OrderSummaries
 from readstore.projection import Projection
 from readstore.rebuild import Rebuild
@@ -35,6 +54,13 @@ from workers.write import snapshots
 from workers.write.commands import Session
 from workers.write.eventstore import EventStore, _stored
 
+PROJECTION_KINDS: tuple[type[Projection], ...] = (
+    OrderSummaries,
+    CustomerProfiles,
+    InventoryLevels,
+    OrderAnalytics,
+    CustomerRegistrations,
+)
 ADDRESS = Address(name="B", street="1 St", city="C", postal_code="1", country="US")
 
 
@@ -100,69 +126,135 @@ def snapshot_figures(database: Database[Document], runs: int = 15) -> dict[str, 
     return figures
 
 
-def seed_orders(database: Database[Document], orders: int) -> int:
-    """Customers and orders (placed, two in three confirmed) as bulk-inserted commits."""
-    docs: list[Document] = []
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    customers = [uuid.uuid4() for _ in range(max(orders // 10, 1))]
-    for i, customer_id in enumerate(customers):
-        registered = CustomerRegistered(
-            customer_id=customer_id,
-            full_name=f"C{i}",
-            email=f"c{i}@example.com",
-            payment_limit=Decimal(1000),
-            marketing_opt_in=bool(i % 2),
-            occurred_at=start,
-        )
-        docs.append(_commit(customer_stream(customer_id), 1, registered, start))
-    for i in range(orders):
-        docs += _order(customers[i % len(customers)], start + timedelta(hours=i), i)
-    for begin in range(0, len(docs), 1000):
-        database["commits"].insert_many(docs[begin : begin + 1000])
-    return sum(len(d["events"]) for d in docs)
-
-
-def _order(customer_id: uuid.UUID, at: datetime, i: int) -> list[Document]:
+def _fulfilled(customer_id: uuid.UUID, at: datetime, i: int) -> Iterator[tuple[str, Event]]:
+    """One confirmed order's events on every stream kind: order, SKU, reservation, payment."""
     order_id = uuid.uuid4()
     line = OrderLine(sku=f"SKU-{i % 50}", quantity=1 + i % 3, unit_price=Decimal("2.50"))
     keys: dict[str, Any] = {"order_id": order_id, "customer_id": customer_id}
-    placed = OrderPlaced(
-        **keys,
-        customer_name="C",
-        lines=(line,),
-        shipping_address=ADDRESS,
-        total=line.amount,
+    stock = (StockLine(sku=line.sku, quantity=line.quantity),)
+    yield (
+        order_stream(order_id),
+        OrderPlaced(
+            **keys,
+            customer_name="C",
+            lines=(line,),
+            shipping_address=ADDRESS,
+            total=line.amount,
+            occurred_at=at,
+        ),
+    )
+    yield sku_stream(line.sku), StockHeld(sku=line.sku, order_id=order_id, quantity=line.quantity)
+    yield reservation_stream(order_id), StockReserved(order_id=order_id, lines=stock)
+    yield (
+        payment_stream(order_id),
+        PaymentCharged(order_id=order_id, amount=line.amount, reference="r"),
+    )
+    yield reservation_stream(order_id), StockCommitted(order_id=order_id, lines=stock)
+    yield order_stream(order_id), OrderConfirmed(**keys, total=line.amount, occurred_at=at)
+
+
+def seed_orders(database: Database[Document], events: int, customers: int = 0) -> int:
+    """About ``events`` events of confirmed orders (and their customers) as bulk commits."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    orders = max(events // 6, 1)
+    people = [uuid.uuid4() for _ in range(customers or max(orders // 10, 1))]
+    versions: dict[str, int] = {}
+    docs: list[Document] = []
+
+    def add(stream: str, event: Event) -> None:
+        versions[stream] = versions.get(stream, 0) + 1
+        docs.append(_commit(stream, versions[stream], event, start))
+
+    for i, customer_id in enumerate(people):
+        add(customer_stream(customer_id), _registered(customer_id, i, start))
+    for sku in range(50):
+        add(sku_stream(f"SKU-{sku}"), StockAdded(sku=f"SKU-{sku}", quantity=10_000_000))
+    for i in range(orders):
+        for stream, event in _fulfilled(people[i % len(people)], start + timedelta(minutes=i), i):
+            add(stream, event)
+    for begin in range(0, len(docs), 2000):
+        database["commits"].insert_many(docs[begin : begin + 2000], ordered=False)
+    return len(docs)
+
+
+def _registered(customer_id: uuid.UUID, i: int, at: datetime) -> CustomerRegistered:
+    return CustomerRegistered(
+        customer_id=customer_id,
+        full_name=f"C{i}",
+        email=f"c{i}@example.com",
+        payment_limit=Decimal(1000),
+        marketing_opt_in=bool(i % 2),
         occurred_at=at,
     )
-    stream = order_stream(order_id)
-    docs = [_commit(stream, 1, placed, at)]
-    if i % 3:
-        docs.append(_commit(stream, 2, OrderConfirmed(**keys, total=line.amount), at))
-    return docs
 
 
-def rebuild_figures(database: Database[Document], orders: int) -> dict[str, Any]:
-    events = seed_orders(database, orders)
-    figures: dict[str, Any] = {"events_in_store": events}
-    kinds: tuple[type[Projection], ...] = (OrderAnalytics, OrderSummaries, CustomerProfiles)
-    for kind in kinds:
-        outcome = Rebuild(database, kind, margin=timedelta(0)).run()
-        figures[f"{kind.name}_events_per_s"] = round(outcome.rate)
-        figures[f"{kind.name}_seconds"] = round(outcome.seconds, 2)
-    live = OrderAnalytics(database, collection="bench_one_by_one")
-    query = {"stream_id": {"$regex": "^order-"}}
-    sample = [e for c in database["commits"].find(query).limit(500) for e in _events(c)]
+def insert_many_rate(database: Database[Document], documents: int = 20_000) -> float:
+    """Documents per second ``insert_many`` writes (unordered, 2,000 a call), summary-sized."""
+    docs = [
+        {
+            "_id": str(uuid.uuid4()),
+            "status": "confirmed",
+            "customer_id": str(uuid.uuid4()),
+            "lines": [{"sku": "SKU-1", "quantity": 1, "unit_price": Decimal128("2.50")}],
+            "total": Decimal128("2.50"),
+            "placed_at": datetime.now(UTC),
+            "_version": 2,
+        }
+        for _ in range(documents)
+    ]
     began = time.perf_counter()
-    for event in sample:
-        live.apply(event)
-    figures["one_by_one_apply_events_per_s"] = round(len(sample) / (time.perf_counter() - began))
+    for start in range(0, documents, 2000):
+        database["bench_insert_many"].insert_many(docs[start : start + 2000], ordered=False)
+    rate = documents / (time.perf_counter() - began)
+    database.drop_collection("bench_insert_many")
+    return rate
+
+
+def rebuild_figures(database: Database[Document], events: int) -> dict[str, Any]:
+    commits = seed_orders(database, events)
+    figures: dict[str, Any] = {"commits_in_store": commits}
+    figures["insert_many_docs_per_s"] = round(insert_many_rate(database))
+    for kind in PROJECTION_KINDS:
+        outcome = Rebuild(database, kind, settle_seconds=0).run()
+        figures[kind.name] = {
+            "events": outcome.events,
+            "documents": outcome.documents,
+            "seconds": round(outcome.seconds, 2),
+            "events_per_s": round(outcome.rate),
+            "documents_per_s": round(outcome.documents / outcome.seconds),
+        }
+    figures["insert_many_docs_per_s_after"] = round(insert_many_rate(database))
     return figures
 
 
-def _events(doc: Document) -> tuple[Event, ...]:
-    from readstore.eventlog import Commit  # noqa: PLC0415
-
-    return Commit.from_document(doc).events
+def profile_figures(database: Database[Document], orders: int) -> dict[str, Any]:
+    """A customer with ``orders`` confirmed orders: the profile's size, one more order live."""
+    seed_orders(database, orders * 6, customers=1)
+    Rebuild(database, CustomerProfiles, settle_seconds=0).run()
+    (doc,) = database[CustomerProfiles.collection_name].find()
+    size = len(bson.encode(doc))
+    customer_id = uuid.UUID(doc["_id"])
+    events = list(_fulfilled(customer_id, datetime.now(UTC), orders))
+    live = CustomerProfiles(database)
+    began = time.perf_counter()
+    for stream, event in events:
+        if isinstance(event, live.handles):
+            live.apply(
+                event.model_copy(
+                    update={
+                        "stream_id": stream,
+                        "stream_version": 1 + isinstance(event, OrderConfirmed),
+                    }
+                )
+            )
+    apply_ms = (time.perf_counter() - began) * 1000 / 2
+    after = database[CustomerProfiles.collection_name].find_one({"_id": doc["_id"]}) or {}
+    return {
+        "orders": after.get("orders_placed"),
+        "profile_bytes": size,
+        "profile_bytes_after_one_more": len(bson.encode(after)),
+        "live_apply_ms_per_order_event": round(apply_ms, 1),
+    }
 
 
 def cache_figures(runs: int = 50) -> dict[str, Any]:
@@ -181,19 +273,23 @@ def cache_figures(runs: int = 50) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--orders", type=int, default=5000)
+    parser.add_argument("--events", type=int, default=100_000, help="events to rebuild from")
+    parser.add_argument("--profile-orders", type=int, default=10_000, help="one customer's")
+    parser.add_argument("--skip-snapshots", action="store_true")
     args = parser.parse_args(argv)
     server = EmbeddedMongo.start()
     try:
         database = connect(server.url, f"readbench_{uuid.uuid4().hex[:8]}")
         set_database(database)
         EventStore(database).ensure_indexes()
-        report = {
-            "store": "embedded SecantusDB",
-            "snapshots": snapshot_figures(database),
-            "rebuild": rebuild_figures(database, args.orders),
-            "cache": cache_figures(),
-        }
+        report: dict[str, Any] = {"store": "embedded SecantusDB"}
+        if not args.skip_snapshots:
+            report["snapshots"] = snapshot_figures(database)
+        report["rebuild"] = rebuild_figures(database, args.events)
+        report["cache"] = cache_figures()
+        profiles = connect(server.url, f"readbench_{uuid.uuid4().hex[:8]}")
+        EventStore(profiles).ensure_indexes()
+        report["profile"] = profile_figures(profiles, args.profile_orders)
         print(json.dumps(report, indent=2))
     finally:
         server.stop()

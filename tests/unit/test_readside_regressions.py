@@ -1,0 +1,198 @@
+"""Regressions from operating the read side on a store with confirmed orders."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import bson
+import pytest
+from pymongo import MongoClient, monitoring
+
+from messages.inventory import StockCommitted, StockHeld, StockLine, reservation_stream, sku_stream
+from messages.orders import OrderConfirmed, order_stream
+from readstore.customers import CustomerProfiles
+from readstore.eventlog import commit_id, read_stream
+from readstore.inventory import InventoryLevels
+from readstore.lag import projection_lag
+from readstore.lease import RebuildRefused, acquire
+from readstore.orders import OrderSummaries, get_order
+from readstore.rebuild import Rebuild
+from tests.readside import Streams, fulfil
+from workers.write.eventstore import EventStore, _stored
+
+
+def seed_fulfilled_order(store: EventStore) -> tuple[uuid.UUID, uuid.UUID, Streams]:
+    """One order with stock committed but not yet confirmed (its saga is mid-way)."""
+    streams = Streams(store)
+    customer_id = uuid.uuid4()
+    fulfil(streams, customer_id, "in flight", random.Random(1))
+    order_stream_id = next(s for s in streams.versions if s.startswith("order-"))
+    return uuid.UUID(order_stream_id.removeprefix("order-")), customer_id, streams
+
+
+def test_inventory_lag_and_rebuild_work_with_reservation_events(database):
+    # Given an order whose stock was reserved and committed (events that carry no SKU)
+    seed_fulfilled_order(EventStore(database))
+
+    # When the inventory levels' lag is measured, then the model is rebuilt
+    lag = projection_lag(InventoryLevels(database))
+    Rebuild(database, InventoryLevels, settle_seconds=0).run()
+
+    # Then both worked: the lag counted every followed stream, the rebuild counts the commit
+    assert lag.streams >= 2 and lag.behind == lag.committed
+    assert projection_lag(InventoryLevels(database)).behind == 0
+    levels = list(database.inventory_levels.find())
+    assert sum(doc.get("committed", 0) for doc in levels) > 0
+
+
+def test_an_order_rebuilt_mid_fulfilment_still_takes_its_confirmation(database):
+    # Given an order between stock commit and confirmation, and order_summary rebuilt then
+    store = EventStore(database)
+    order_id, customer_id, streams = seed_fulfilled_order(store)
+    Rebuild(database, OrderSummaries, settle_seconds=0).run()
+
+    # When the order is confirmed and the confirmation is applied live
+    total = get_order(order_id).value.total
+    confirmed = OrderConfirmed(order_id=order_id, customer_id=customer_id, total=total)
+    streams.add(order_stream(order_id), confirmed)
+    [_, event] = read_stream(database, order_stream(order_id))
+    OrderSummaries(database).apply(event)
+
+    # Then the summary is confirmed
+    assert get_order(order_id).value.status == "confirmed"
+
+
+def test_a_second_rebuild_is_refused_with_its_holder_and_since(database):
+    # Given a rebuild of order_summary that holds its lease
+    lease = acquire(database, OrderSummaries.name, "order_summary__rebuild_x")
+
+    # When another rebuild starts
+    with pytest.raises(RebuildRefused) as refused:
+        Rebuild(database, OrderSummaries, settle_seconds=0).run()
+
+    # Then it is refused, naming who holds the lease and since when
+    assert lease.holder in str(refused.value)
+    assert refused.value.since.replace(microsecond=0) == lease.since.replace(microsecond=0)
+
+
+def test_a_dead_holders_lease_expires(database):
+    # Given a lease whose holder stopped renewing it
+    acquire(database, OrderSummaries.name, "order_summary__rebuild_dead", ttl=timedelta(0))
+
+    # When a rebuild starts
+    outcome = Rebuild(database, OrderSummaries, settle_seconds=0).run()
+
+    # Then it took the lease over and swapped
+    assert outcome.swapped
+
+
+def commit_doc(stream: str, version: int, event: Any) -> dict[str, Any]:
+    return {
+        "_id": commit_id(stream, version),
+        "stream_id": stream,
+        "version_from": version,
+        "version": version,
+        "events": [_stored(event)],
+        "committed_at": datetime.now(UTC),
+        "dispatched": True,
+    }
+
+
+def test_a_commit_redelivered_after_many_others_is_counted_once(database):
+    # Given a SKU whose 1,001 holds were each committed (more than any window of commit ids),
+    # built by a rebuild from the log
+    docs, first = [], None
+    for version in range(1, 1002):
+        order_id = uuid.uuid4()
+        docs.append(
+            commit_doc(
+                sku_stream("OLD"), version, StockHeld(sku="OLD", order_id=order_id, quantity=1)
+            )
+        )
+        commit = StockCommitted(order_id=order_id, lines=(StockLine(sku="OLD", quantity=1),))
+        docs.append(commit_doc(reservation_stream(order_id), 1, commit))
+        first = first or (reservation_stream(order_id), commit)
+    database.commits.insert_many(docs)
+    Rebuild(database, InventoryLevels, settle_seconds=0).run()
+
+    # When the very first commit is delivered again
+    stream, commit = first
+    InventoryLevels(database).apply(
+        commit.model_copy(update={"stream_id": stream, "stream_version": 1})
+    )
+
+    # Then it is not counted twice
+    assert database.inventory_levels.find_one({"_id": "OLD"})["committed"] == 1001
+
+
+def profile_size(database: Any, customer_id: uuid.UUID) -> int:
+    return len(bson.encode(database.customer_profile.find_one({"_id": str(customer_id)})))
+
+
+def test_a_customer_profile_does_not_grow_with_their_orders(database):
+    # Given a customer with 20 orders applied live
+    streams = Streams(EventStore(database))
+    customer_id, rng = uuid.uuid4(), random.Random(3)
+    profiles = CustomerProfiles(database)
+
+    def orders(count: int) -> None:
+        for _ in range(count):
+            fulfil(streams, customer_id, "confirmed", rng)
+        for stream in [s for s in streams.versions if s.startswith("order-")]:
+            for event in read_stream(database, stream):
+                profiles.apply(event)
+
+    orders(20)
+    after_20 = profile_size(database, customer_id)
+
+    # When 20 more are applied
+    orders(20)
+
+    # Then the profile counts 40 orders in the same size
+    assert database.customer_profile.find_one()["orders_placed"] == 40
+    assert profile_size(database, customer_id) == after_20
+
+
+class Commands(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def rebuild_commands(mongo_url: str, name: str) -> int:
+    listener = Commands()
+    client: MongoClient[Any] = MongoClient(
+        mongo_url, tz_aware=True, uuidRepresentation="standard", event_listeners=[listener]
+    )
+    Rebuild(client[name], OrderSummaries, settle_seconds=0).run()
+    client.close()
+    return len(listener.names)
+
+
+def test_a_rebuild_makes_round_trips_by_batch_not_by_event(mongo_url, database):
+    # Given a store with 30 orders through fulfilment, and the round trips to rebuild them
+    store = EventStore(database)
+    rng = random.Random(2)
+    streams = Streams(store)
+    for _ in range(30):
+        fulfil(streams, uuid.uuid4(), "confirmed", rng)
+    small = rebuild_commands(mongo_url, database.name)
+
+    # When 60 more orders are added and it is rebuilt again
+    for _ in range(60):
+        fulfil(streams, uuid.uuid4(), "confirmed", rng)
+    large = rebuild_commands(mongo_url, database.name)
+
+    # Then the round trips did not grow with the events (large batches, bulk writes)
+    assert large <= small + 2, (small, large)
