@@ -20,7 +20,7 @@ async function parse(text) {
 }
 
 async function generateModels(document, folder) {
-  const generator = new TypeScriptGenerator({ modelType: 'interface' });
+  const generator = new TypeScriptGenerator({ modelType: 'interface', rawPropertyNames: true });
   const models = await generator.generate(document);
   fs.mkdirSync(folder, { recursive: true });
   for (const model of models) {

@@ -60,7 +60,9 @@ def worker_accepts(doc: Any) -> bool:
 def _paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Every path into ``doc`` (object keys and array indexes), the root excluded."""
     found: list[tuple[Any, ...]] = []
-    items = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    items = (
+        doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    )
     for key, value in items:
         found += [(*prefix, key), *_paths(value, (*prefix, key))]
     return found
@@ -96,7 +98,13 @@ def test_worker_and_schema_agree_on_generated_and_broken_messages(type_name: str
     schema = wire_schema(registry.get(type_name))
     valid = from_schema(schema)
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=ALL, phases=PHASES)
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=ALL,
+        phases=PHASES,
+    )
     @given(doc=st.one_of(valid, broken(valid)))
     def agree(doc: Any) -> None:
         # When the worker's models and the schema each judge it

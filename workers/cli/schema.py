@@ -52,7 +52,7 @@ def declared_arguments(base: str, settings: Settings) -> dict[str, Any]:
     from workers.runtime.broker import Rabbitmq  # noqa: PLC0415
 
     broker = Rabbitmq(url="amqp://localhost", quorum=settings.quorum_queues, middleware=[])
-    arguments: dict[str, Any] = broker._build_queue_arguments(base)  # noqa: SLF001
+    arguments: dict[str, Any] = broker._build_queue_arguments(base)
     return {
         k: "{prefix}" + v if isinstance(v, str) and v.startswith(base) else v
         for k, v in arguments.items()

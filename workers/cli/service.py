@@ -105,6 +105,7 @@ def run_relay(args: argparse.Namespace) -> int:
 
 def run_publish(args: argparse.Namespace) -> int:
     from workers.publishing import publish  # noqa: PLC0415 -- after boot
+    from workers.rpc import publish_awaiting  # noqa: PLC0415
 
     try:
         data = json.loads(args.data)
@@ -114,20 +115,26 @@ def run_publish(args: argparse.Namespace) -> int:
         raise ValueError("--data must be a JSON object")
     message = registry.get(args.type).model_validate(data)
     runtime = connect()
+    waited = isinstance(message, Command) and args.wait > 0
     try:
-        receipt = publish(message)
-        token = receipt.wait(args.wait) if args.wait > 0 and isinstance(message, Command) else None
+        outcome = None
+        if waited:  # the worker answers on reply_to
+            url = runtime.settings.amqp() or ""
+            outcome = publish_awaiting(message, url, args.wait, runtime.broker)
+        else:
+            publish(message)
     finally:
         runtime.close()
-    result = {"message_id": receipt.message_id, "token": str(token) if token else None}
-    emit(
-        args,
-        result,
-        lambda d: fields(
-            [("message id", d["message_id"]), ("token", d["token"] or "(not committed yet)")]
-        ),
-    )
-    return 0
+    answer = outcome.model_dump(mode="json", exclude_none=True) if outcome else {}
+    result = {"message_id": str(message.message_id), **answer}
+    emit(args, result, lambda d: fields(_answer_fields(d)))
+    return 0 if not waited or (outcome is not None and outcome.succeeded) else 1
+
+
+def _answer_fields(answer: dict[str, Any]) -> list[tuple[str, Any]]:
+    found = [("message id", answer["message_id"]), ("outcome", answer.get("outcome", "(none)"))]
+    found += [(k, answer[k]) for k in ("token", "error", "reason") if k in answer]
+    return found
 
 
 def run_demo(args: argparse.Namespace) -> int:

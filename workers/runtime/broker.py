@@ -13,6 +13,7 @@ from dramatiq.brokers.stub import StubBroker
 from messages import Message, decode
 from messages.errors import InvalidMessageError, PermanentError
 from messages.registry import InvalidMessage
+from workers.runtime.replyto import carry_reply_to
 
 #: Every actor the project declares, in declaration order.
 ACTORS: list[dramatiq.Actor[Any, Any]] = []
@@ -40,6 +41,10 @@ class Rabbitmq(RabbitmqBroker):
     def __init__(self, *, quorum: bool = False, **kwargs: Any) -> None:
         self.quorum = quorum
         super().__init__(**kwargs)
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
+        # A command's AMQP reply_to reaches the Replies middleware through its options.
+        return carry_reply_to(super().consume(queue_name, prefetch, timeout))
 
     def _build_queue_arguments(self, queue_name: str) -> dict[str, Any]:
         arguments: dict[str, Any] = super()._build_queue_arguments(queue_name)  # type: ignore[no-untyped-call]
@@ -70,16 +75,16 @@ def bind(broker: dramatiq.Broker, queue_prefix: str = "") -> dramatiq.Broker:
     return broker
 
 
-def message_actor(queue_name: str, **options: Any) -> Callable[[Callable[[Any], None]], Any]:
+def message_actor(queue_name: str, **options: Any) -> Callable[[Callable[[Any], Any]], Any]:
     """Declare an actor whose single argument is a domain message (decoded and validated).
 
     A malformed call (wrong arguments, undecodable message) is a permanent failure: no
     retries, straight to the dead letters with the reason.
     """
 
-    def declare(fn: Callable[[Any], None]) -> dramatiq.Actor[Any, Any]:
-        def run(*args: Any, **kwargs: Any) -> None:
-            fn(decode_argument(args, kwargs))
+    def declare(fn: Callable[[Any], Any]) -> dramatiq.Actor[Any, Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            return fn(decode_argument(args, kwargs))  # a command's result answers its reply_to
 
         run.__name__ = run.__qualname__ = fn.__name__
         run.__doc__ = fn.__doc__

@@ -1,0 +1,115 @@
+"""Foreign publishers learn every command's fate: an ``Outcome`` on their AMQP ``reply_to``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from messages.customers import RegisterCustomer
+from messages.orders import Address, OrderLine, PlaceOrder
+from tests.conftest import AMQP_URL
+from tests.node import run_node
+from workers.rpc import NoQueue, publish_awaiting
+from workers.runtime.broker import queue_name
+from workers.runtime.routing import COMMAND_ENDPOINTS
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+ADDRESS = Address(name="A", street="1 Main St", city="Springfield", postal_code="1", country="US")
+
+
+@pytest.fixture
+def command_queues(rabbitmq_broker: Any, rabbitmq_worker: Any) -> str:
+    """The command queues exist (a mandatory publish needs them); the worker consumes them."""
+    for endpoint in COMMAND_ENDPOINTS.values():
+        rabbitmq_broker.declare_queue(queue_name(endpoint.queue_name), ensure=True)
+    return queue_name("")
+
+
+def _steps(stdout: str) -> dict[str, dict[str, Any]]:
+    return {step["step"]: step for step in map(json.loads, stdout.splitlines())}
+
+
+def _assert_every_outcome(steps: dict[str, dict[str, Any]]) -> None:
+    assert steps["register"]["outcome"] == "committed"
+    assert steps["register"]["token"].startswith("customer-")
+    assert steps["restock"]["outcome"] == "committed"
+    assert steps["place"]["outcome"] == "committed"
+    assert steps["place again"]["outcome"] == "duplicate"
+    assert steps["place again"]["token"] == steps["place"]["token"]
+    assert steps["unknown customer"]["outcome"] == "rejected"
+    assert "unknown customer" in steps["unknown customer"]["reason"]
+    assert steps["money as a number"]["outcome"] == "dead_lettered"
+    assert steps["money as a number"]["error"] == "InvalidMessageError"
+    assert steps["missing queue"]["outcome"] == "returned"
+
+
+def test_node_publisher_gets_an_outcome_for_every_command(command_queues: str) -> None:
+    # Given a worker on the real RabbitMQ
+    # When the amqplib example registers, restocks and places orders, awaiting each answer
+    env = {"SAGAWORKS_AMQP_URL": AMQP_URL, "SAGAWORKS_QUEUE_PREFIX": command_queues}
+    steps = _steps(run_node("publisher.js", env=env))
+    # Then each command was answered with its fate, and the unroutable one came back
+    _assert_every_outcome(steps)
+
+
+def test_plain_pika_publisher_gets_an_outcome_for_every_command(command_queues: str) -> None:
+    # Given a worker on the real RabbitMQ
+    # When the plain pika example runs (it imports nothing of sagaworks)
+    env = {"SAGAWORKS_AMQP_URL": AMQP_URL, "SAGAWORKS_QUEUE_PREFIX": command_queues}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "python" / "publisher.py")],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
+    # Then each command was answered with its fate, and the unroutable one came back
+    _assert_every_outcome(_steps(done.stdout))
+
+
+def test_sdk_awaits_committed_then_duplicate_with_the_same_token(command_queues: str) -> None:
+    # Given a customer registration
+    command = RegisterCustomer(customer_id=uuid.uuid4(), name="Ada", email="ada@example.com")
+    # When it is published twice with the same message id
+    first = publish_awaiting(command, AMQP_URL, 30)
+    second = publish_awaiting(command, AMQP_URL, 30)
+    # Then the first answer is committed, the second a duplicate of the same commit
+    assert first is not None and first.outcome == "committed" and first.appended is True
+    assert second is not None and second.outcome == "duplicate"
+    assert (second.token, second.version) == (first.token, 1)
+
+
+def test_sdk_awaits_a_rejection_with_its_reason(command_queues: str) -> None:
+    # Given an order for a customer nobody registered
+    line = OrderLine(sku="S", quantity=1, unit_price=Decimal("1.00"))
+    order = PlaceOrder(
+        order_id=uuid.uuid4(), customer_id=uuid.uuid4(), lines=(line,), shipping_address=ADDRESS
+    )
+    # When it is published and awaited
+    outcome = publish_awaiting(order, AMQP_URL, 30)
+    # Then the answer is a rejection naming the rule
+    assert outcome is not None and outcome.outcome == "rejected"
+    assert outcome.error == "CommandRejected" and "unknown customer" in (outcome.reason or "")
+
+
+def test_sdk_publish_to_a_missing_queue_is_refused_not_lost(rabbitmq_broker: Any) -> None:
+    # Given no queue for customer commands under a fresh prefix
+    command = RegisterCustomer(customer_id=uuid.uuid4(), name="Ada", email="ada@example.com")
+    from workers.runtime import broker as runtime_broker
+
+    saved = runtime_broker._queue_prefix
+    runtime_broker._queue_prefix = f"nowhere-{uuid.uuid4().hex[:8]}."
+    try:
+        # When it is published (mandatory) without declaring the queue
+        with pytest.raises(NoQueue):
+            publish_awaiting(command, AMQP_URL, 5)
+    finally:
+        runtime_broker._queue_prefix = saved
