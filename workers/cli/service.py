@@ -118,7 +118,7 @@ def run_publish(args: argparse.Namespace) -> int:
     waited = isinstance(message, Command) and args.wait > 0
     try:
         outcome = None
-        if waited:  # the worker answers on reply_to
+        if isinstance(message, Command) and waited:  # the worker answers on reply_to
             url = runtime.settings.amqp() or ""
             outcome = publish_awaiting(message, url, args.wait, runtime.broker)
         else:
