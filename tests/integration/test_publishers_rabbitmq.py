@@ -113,3 +113,36 @@ def test_sdk_publish_to_a_missing_queue_is_refused_not_lost(rabbitmq_broker: Any
             publish_awaiting(command, AMQP_URL, 5)
     finally:
         runtime_broker._queue_prefix = saved
+
+
+def test_a_client_declaring_a_queue_by_the_asyncapi_bindings_matches_the_worker(
+    command_queues: str, tmp_path: Path
+) -> None:
+    # Given the queues as the worker declared them, and the exported AsyncAPI document
+    import pika
+
+    from workers.cli import main
+
+    assert main(["schema", "export", "--out", str(tmp_path)]) == 0
+    channels = json.loads((tmp_path / "asyncapi.json").read_text())["channels"]
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        channel = connection.channel()
+        for name in ("orders_commands", "customers_commands", "inventory_commands"):
+            binding = channels[name]["bindings"]["amqp"]["queue"]
+            arguments = {
+                k: v.replace("{prefix}", command_queues) if isinstance(v, str) else v
+                for k, v in binding["x-arguments"].items()
+            }
+            # When a client declares the queue exactly as the binding says
+            channel.queue_declare(
+                binding["name"].replace("{prefix}", command_queues),
+                durable=binding["durable"],
+                exclusive=binding["exclusive"],
+                auto_delete=binding["autoDelete"],
+                arguments=arguments,
+            )
+        # Then RabbitMQ accepts it as equivalent (no PRECONDITION_FAILED closed the channel)
+        assert channel.is_open
+    finally:
+        connection.close()

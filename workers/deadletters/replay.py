@@ -23,6 +23,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from readstore.db import Document
 from workers.deadletters.record import DELIVERY_OPTIONS, REPLAY_OPTION, now, queue_of
 from workers.deadletters.store import DEAD, DeadLetterStore
+from workers.runtime.progress import progress_bar
 
 log = structlog.get_logger("sagaworks.replay")
 #: What a replay reads of an entry.
@@ -74,14 +75,19 @@ def replay(
     """Replay the entries ``ids`` (in batches); those that cannot be replayed are skipped."""
     store = store or DeadLetterStore()
     report = ReplayReport()
-    with publisher(broker or dramatiq.get_broker()) as send:
+    with (
+        publisher(broker or dramatiq.get_broker()) as send,
+        progress_bar("replayed", len(ids)) as show,
+    ):
         for start in range(0, len(ids), batch):
+            show(start)
             chosen = {"_id": {"$in": list(ids[start : start + batch])}}
             docs = list(store.entries.find(chosen, REPLAY_FIELDS))
             ready = [d for d in docs if not _skip(d, report)]
             if not dry_run and ready:
                 _send(ready, by, send, store)
             report.replayed += [d["_id"] for d in ready]
+        show(len(ids))
     found = set(report.replayed) | set(report.skipped)
     report.skipped.update({i: "no such dead letter" for i in ids if i not in found})
     return report
