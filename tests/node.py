@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -11,7 +10,8 @@ from pathlib import Path
 import pytest
 
 NODE_PROJECT = Path(__file__).resolve().parent.parent / "examples" / "node"
-STAMP = NODE_PROJECT / "node_modules" / ".installed-lock"
+#: npm's record of what it installed; newer than package-lock.json once `npm ci` ran.
+INSTALLED = NODE_PROJECT / "node_modules" / ".package-lock.json"
 
 
 def require_node() -> None:
@@ -25,10 +25,10 @@ def require_node() -> None:
 
 
 def install() -> Path:
-    """``npm ci`` from the committed package-lock.json, once per version of that lock."""
+    """``npm ci`` from the committed package-lock.json, unless done since the lock changed."""
     require_node()
-    digest = hashlib.sha256((NODE_PROJECT / "package-lock.json").read_bytes()).hexdigest()
-    if not STAMP.exists() or STAMP.read_text() != digest:
+    lock = NODE_PROJECT / "package-lock.json"
+    if not INSTALLED.exists() or INSTALLED.stat().st_mtime < lock.stat().st_mtime:
         subprocess.run(
             ["npm", "ci", "--no-audit", "--no-fund"],
             cwd=NODE_PROJECT,
@@ -36,7 +36,6 @@ def install() -> Path:
             capture_output=True,
             timeout=600,
         )
-        STAMP.write_text(digest)
     return NODE_PROJECT
 
 
