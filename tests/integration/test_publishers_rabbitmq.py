@@ -146,3 +146,35 @@ def test_a_client_declaring_a_queue_by_the_asyncapi_bindings_matches_the_worker(
         assert channel.is_open
     finally:
         connection.close()
+
+
+def test_cli_publish_prints_the_outcome_and_exits_by_it(
+    command_queues: str, settings: Any, mongo_url: str
+) -> None:
+    # Given the servers of this test, and a worker
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "SAGAWORKS_AMQP_URL": AMQP_URL,
+        "SAGAWORKS_MONGODB_URL": mongo_url,
+        "SAGAWORKS_MONGODB_DB": settings.mongodb_db,
+        "SAGAWORKS_QUEUE_PREFIX": command_queues,
+    }
+    sagaworks = str(Path(sys.executable).parent / "sagaworks")
+    customer = json.dumps({"customer_id": str(uuid.uuid4()), "name": "Ada", "email": "a@b.c"})
+
+    def publish(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sagaworks, "publish", *args, "--json", "--wait", "30"]
+        return subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+
+    # When a cancellation of an unknown order is published, then a registration
+    cancel = json.dumps({"order_id": str(uuid.uuid4()), "reason": "x"})
+    rejected = publish("CancelOrder", "--data", cancel)
+    registered = publish("RegisterCustomer", "--data", customer)
+
+    # Then each answer is printed as JSON, the exit code says yes or no
+    assert registered.returncode == 0, registered.stderr
+    assert json.loads(registered.stdout)["outcome"] == "committed"
+    assert rejected.returncode == 1
+    assert json.loads(rejected.stdout)["outcome"] == "rejected"
