@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Self, TypeVar
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from messages.types import Id, Timestamp, check_whole
 
 #: Keys of the wire document that are metadata, not domain data.
 METADATA_FIELDS = frozenset(
     {"message_id", "correlation_id", "causation_id", "occurred_at", "stream_id", "stream_version"}
 )
+
+
+#: An event's position in its stream, from 1.
+StreamVersion = Annotated[int, Field(ge=1), BeforeValidator(check_whole)]
 
 
 def utcnow() -> datetime:
@@ -28,10 +34,10 @@ class Message(BaseModel):
     #: Routing context: the command queue (for commands) this message belongs to.
     CONTEXT: ClassVar[str] = ""
 
-    message_id: UUID = Field(default_factory=uuid4)
-    correlation_id: UUID | None = None
-    causation_id: UUID | None = None
-    occurred_at: datetime = Field(default_factory=utcnow)
+    message_id: Id = Field(default_factory=uuid4)
+    correlation_id: Id | None = None
+    causation_id: Id | None = None
+    occurred_at: Timestamp = Field(default_factory=utcnow)
 
     @model_validator(mode="after")
     def _correlate_with_self(self) -> Self:
@@ -57,6 +63,9 @@ class Message(BaseModel):
 class Command(Message):
     """An instruction to one aggregate, named in the imperative (``PlaceOrder``)."""
 
+    #: Upstream services may send it; the others are sent by the fulfilment saga only.
+    PUBLIC: ClassVar[bool] = False
+
     def stream_id(self) -> str:
         """The id of the stream (aggregate) this command targets."""
         raise NotImplementedError
@@ -70,7 +79,7 @@ class Event(Message):
     """
 
     stream_id: str | None = None
-    stream_version: int | None = None
+    stream_version: StreamVersion | None = None
 
     def recorded(self, stream_id: str, stream_version: int) -> Self:
         return self.model_copy(update={"stream_id": stream_id, "stream_version": stream_version})

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from messages.base import Command, Event
 from messages.registry import registry, upcaster
+from messages.types import Amount, Flag, Id, Money
 
 
 def customer_stream(customer_id: UUID) -> str:
@@ -19,14 +20,15 @@ def customer_stream(customer_id: UUID) -> str:
 @registry.register
 class RegisterCustomer(Command):
     CONTEXT = "customers"
+    PUBLIC = True
 
-    customer_id: UUID
+    customer_id: Id
     name: str = Field(min_length=1, max_length=200)
-    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)
+    email: str = Field(pattern=r"^[^@ \t\r\n]+@[^@ \t\r\n]+$", max_length=320)
     #: The most a single order of this customer may be charged (payments decline above it).
-    payment_limit: Decimal = Field(default=Decimal("10000"), ge=0, decimal_places=2)
+    payment_limit: Money = Decimal("10000")
     #: Added compatibly (with a default): publishers that omit it still validate.
-    marketing_opt_in: bool = False
+    marketing_opt_in: Flag = False
 
     def stream_id(self) -> str:
         return customer_stream(self.customer_id)
@@ -38,11 +40,11 @@ class CustomerRegistered(Event):
 
     VERSION = 2
 
-    customer_id: UUID
+    customer_id: Id
     full_name: str
     email: str
-    payment_limit: Decimal
-    marketing_opt_in: bool
+    payment_limit: Amount
+    marketing_opt_in: Flag
 
 
 @upcaster("CustomerRegistered", 1)

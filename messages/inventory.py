@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from messages.base import Command, Event
 from messages.registry import registry
+from messages.types import Id, Whole
 
 
 def sku_stream(sku: str) -> str:
@@ -22,7 +23,7 @@ class StockLine(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     sku: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(gt=0, le=10_000)
+    quantity: Whole = Field(gt=0, le=10_000)
 
 
 def merge_lines(lines: tuple[StockLine, ...]) -> tuple[StockLine, ...]:
@@ -38,8 +39,9 @@ class AddStock(Command):
     """Restock: ``quantity`` more units of ``sku`` on hand."""
 
     CONTEXT = "inventory"
+    PUBLIC = True
     sku: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(gt=0, le=1_000_000)
+    quantity: Whole = Field(gt=0, le=1_000_000)
 
     def stream_id(self) -> str:
         return sku_stream(self.sku)
@@ -47,7 +49,7 @@ class AddStock(Command):
 
 class _ReservationCommand(Command):
     CONTEXT = "inventory"
-    order_id: UUID
+    order_id: Id
 
     def stream_id(self) -> str:
         return reservation_stream(self.order_id)
@@ -77,14 +79,14 @@ class CommitStock(_ReservationCommand):
 @registry.register
 class StockAdded(Event):
     sku: str
-    quantity: int
+    quantity: Whole
 
 
 @registry.register
 class StockHeld(Event):
     sku: str
-    order_id: UUID
-    quantity: int
+    order_id: Id
+    quantity: Whole
 
 
 @registry.register
@@ -92,31 +94,31 @@ class StockHoldReleased(Event):
     """The order's hold on this SKU is over for good (``quantity`` 0: there was none)."""
 
     sku: str
-    order_id: UUID
-    quantity: int
+    order_id: Id
+    quantity: Whole
 
 
 # -- events on an order's reservation stream -------------------------------------------------
 @registry.register
 class StockReserved(Event):
-    order_id: UUID
+    order_id: Id
     lines: tuple[StockLine, ...]
 
 
 @registry.register
 class StockReservationFailed(Event):
-    order_id: UUID
+    order_id: Id
     short: tuple[str, ...]
 
 
 @registry.register
 class StockReleased(Event):
-    order_id: UUID
+    order_id: Id
     lines: tuple[StockLine, ...]
     reason: str
 
 
 @registry.register
 class StockCommitted(Event):
-    order_id: UUID
+    order_id: Id
     lines: tuple[StockLine, ...]

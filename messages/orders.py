@@ -9,8 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from messages.base import Command, Event
 from messages.registry import registry
-
-Money = Decimal
+from messages.types import Amount, Id, Money, Whole
 
 
 def order_stream(order_id: UUID) -> str:
@@ -21,11 +20,11 @@ class OrderLine(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     sku: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(gt=0, le=10_000)
-    unit_price: Money = Field(ge=0, decimal_places=2, max_digits=12)
+    quantity: Whole = Field(gt=0, le=10_000)
+    unit_price: Money
 
     @property
-    def amount(self) -> Money:
+    def amount(self) -> Decimal:
         return self.unit_price * self.quantity
 
 
@@ -39,13 +38,13 @@ class Address(BaseModel):
     country: str = Field(min_length=2, max_length=2, description="ISO 3166-1 alpha-2")
 
 
-def order_total(lines: tuple[OrderLine, ...]) -> Money:
+def order_total(lines: tuple[OrderLine, ...]) -> Decimal:
     return sum((line.amount for line in lines), Decimal("0.00"))
 
 
 class _OrderCommand(Command):
     CONTEXT = "orders"
-    order_id: UUID
+    order_id: Id
 
     def stream_id(self) -> str:
         return order_stream(self.order_id)
@@ -53,7 +52,8 @@ class _OrderCommand(Command):
 
 @registry.register
 class PlaceOrder(_OrderCommand):
-    customer_id: UUID
+    PUBLIC = True
+    customer_id: Id
     lines: tuple[OrderLine, ...] = Field(min_length=1, max_length=100)
     shipping_address: Address
     #: How the customer pays; the payment gateway decides on it (``card`` unless said).
@@ -62,17 +62,20 @@ class PlaceOrder(_OrderCommand):
 
 @registry.register
 class ConfirmOrder(_OrderCommand):
-    pass
+    """Public where the fulfilment saga is off (orders confirmed upstream); else the saga's."""
+
+    PUBLIC = True
 
 
 @registry.register
 class CancelOrder(_OrderCommand):
+    PUBLIC = True
     reason: str = Field(min_length=1, max_length=200)
 
 
 class _OrderEvent(Event):
-    order_id: UUID
-    customer_id: UUID
+    order_id: Id
+    customer_id: Id
 
 
 @registry.register
@@ -80,16 +83,16 @@ class OrderPlaced(_OrderEvent):
     customer_name: str
     lines: tuple[OrderLine, ...]
     shipping_address: Address
-    total: Money
+    total: Amount
     payment_method: str = "card"
 
 
 @registry.register
 class OrderConfirmed(_OrderEvent):
-    total: Money
+    total: Amount
 
 
 @registry.register
 class OrderCancelled(_OrderEvent):
     reason: str
-    total: Money
+    total: Amount

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from uuid import UUID
 
 from pydantic import Field
 
 from messages.base import Command, Event
 from messages.registry import registry
+from messages.types import Amount, Id
 
 
 def payment_stream(order_id: UUID) -> str:
@@ -17,7 +17,7 @@ def payment_stream(order_id: UUID) -> str:
 
 class _PaymentCommand(Command):
     CONTEXT = "payments"
-    order_id: UUID
+    order_id: Id
 
     def stream_id(self) -> str:
         return payment_stream(self.order_id)
@@ -25,8 +25,8 @@ class _PaymentCommand(Command):
 
 @registry.register
 class ChargePayment(_PaymentCommand):
-    customer_id: UUID
-    amount: Decimal = Field(ge=0, decimal_places=2, max_digits=12)
+    customer_id: Id
+    amount: Amount
     payment_method: str = Field(min_length=1, max_length=64)
 
 
@@ -36,22 +36,22 @@ class RefundPayment(_PaymentCommand):
 
 
 class _PaymentEvent(Event):
-    order_id: UUID
+    order_id: Id
 
 
 @registry.register
 class PaymentCharged(_PaymentEvent):
-    amount: Decimal
+    amount: Amount
     reference: str
 
 
 @registry.register
 class PaymentDeclined(_PaymentEvent):
-    amount: Decimal
+    amount: Amount
     reason: str
 
 
 @registry.register
 class PaymentRefunded(_PaymentEvent):
-    amount: Decimal
+    amount: Amount
     reference: str

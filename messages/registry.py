@@ -81,25 +81,48 @@ class Registry:
         return data
 
     def decode(self, wire: str | bytes | Mapping[str, Any]) -> Message:
+        """The message ``wire`` holds, validated by the rules of its JSON Schema, except that
+        an older ``version`` is upcast (lenient on purpose: see ``docs/contract.md``)."""
         doc = _load(wire)
-        type_name, version, data = doc.get("type"), doc.get("version", 1), doc.get("data", {})
-        if not isinstance(type_name, str) or not isinstance(version, int):
-            raise InvalidMessage("message needs a string 'type' and an integer 'version'")
-        if not isinstance(data, dict):
-            raise InvalidMessage("message 'data' must be an object")
-        unexpected = set(doc) - METADATA_FIELDS - {"type", "version", "data"}
-        if unexpected:
-            raise InvalidMessage(f"unexpected top-level keys: {sorted(unexpected)}")
+        type_name, version = _head(doc)
         model = self.get(type_name)
-        fields = self.upcast(type_name, version, data)
-        meta = {k: v for k, v in doc.items() if k in METADATA_FIELDS and v is not None}
+        if version > model.VERSION:
+            raise UnknownMessageType(f"{type_name} v{version} is newer than v{model.VERSION}")
+        fields = self.upcast(type_name, version, _body(doc))
         clash = set(fields) & METADATA_FIELDS
         if clash:
             raise InvalidMessage(f"metadata keys inside 'data': {sorted(clash)}")
+        meta = {k: v for k, v in doc.items() if k in METADATA_FIELDS}
+        if meta.get("correlation_id") is None:
+            meta.pop("correlation_id", None)  # a first message correlates with itself
         try:
             return model.model_validate({**fields, **meta})
         except ValidationError as exc:
             raise InvalidMessage(_summarize(type_name, exc)) from None
+
+
+#: Keys every message on the wire carries (a publisher never leaves the id to the worker).
+REQUIRED_KEYS = ("type", "version", "message_id", "occurred_at", "data")
+
+
+def _head(doc: dict[str, Any]) -> tuple[str, int]:
+    type_name, version = doc.get("type"), doc.get("version")
+    if not isinstance(type_name, str) or isinstance(version, bool) or not isinstance(version, int):
+        raise InvalidMessage("message needs a string 'type' and an integer 'version'")
+    return type_name, version
+
+
+def _body(doc: dict[str, Any]) -> dict[str, Any]:
+    """The ``data`` of a document whose top level has every key it needs and no other."""
+    missing = [key for key in REQUIRED_KEYS if key not in doc]
+    if missing:
+        raise InvalidMessage(f"message lacks required keys: {missing}")
+    unexpected = set(doc) - METADATA_FIELDS - set(REQUIRED_KEYS)
+    if unexpected:
+        raise InvalidMessage(f"unexpected top-level keys: {sorted(unexpected)}")
+    if not isinstance(doc["data"], dict):
+        raise InvalidMessage("message 'data' must be an object")
+    return dict(doc["data"])
 
 
 def _load(wire: str | bytes | Mapping[str, Any]) -> dict[str, Any]:

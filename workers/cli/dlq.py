@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
 
     listing = actions.add_parser("list", help="dead letters, newest first")
     _filters(listing)
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--limit", type=int, default=50, help="at most this many")
     listing.set_defaults(func=run_list)
 
     groups = actions.add_parser("groups", help="dead letters by cause (error type + reason)")
@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
     groups.set_defaults(func=run_groups)
 
     show = actions.add_parser("show", help="one dead letter: envelope, traceback, history")
-    show.add_argument("id")
+    show.add_argument("id", help="the dead letter's id (as `dlq list` shows it)")
     add_json_flag(show)
     show.set_defaults(func=run_show)
 
@@ -58,7 +58,7 @@ def register(subparsers: Any) -> None:
     ingest.set_defaults(func=run_ingest)
 
     bench = actions.add_parser("bench", help="time list, groups and replay over N dead letters")
-    bench.add_argument("--count", type=int, default=10_000)
+    bench.add_argument("--count", type=int, default=10_000, help="dead letters to create")
     add_json_flag(bench)
     bench.set_defaults(func=run_bench)
 
@@ -67,16 +67,20 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--queue", help="queue name (without the deployment's prefix); 'outbox': parked commits"
     )
-    parser.add_argument("--actor")
+    parser.add_argument("--actor", help="only this actor's dead letters")
     parser.add_argument("--error", help="exception type, e.g. InvalidMessageError")
     parser.add_argument("--since", type=since, help="e.g. 30m, 2h, 7d or an ISO time")
-    states = ["dead", "replaying", "replayed", "resolved", "archived", "all"]
-    parser.add_argument("--state", default="dead", choices=states, help="default: dead")
+    parser.add_argument(
+        "--state",
+        default="dead",
+        choices=["dead", "replaying", "replayed", "resolved", "archived", "all"],
+        help="only dead letters in this state",
+    )
     add_json_flag(parser)
 
 
 def _selectors(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("ids", nargs="*", metavar="ID")
+    parser.add_argument("ids", nargs="*", metavar="ID", help="dead letter ids")
     parser.add_argument("--group", help="a group key from `dlq groups`")
     parser.add_argument("--queue", help="every dead letter of this queue")
     parser.add_argument("--dry-run", action="store_true", help="say what would be done")

@@ -41,8 +41,12 @@ def register(subparsers: Any) -> None:
     verify.set_defaults(func=verify_projections)
 
     analytics = subparsers.add_parser("analytics", help="the dashboard's figures")
-    analytics.add_argument("--from", dest="start", type=date.fromisoformat, metavar="DAY")
-    analytics.add_argument("--to", dest="end", type=date.fromisoformat, metavar="DAY")
+    analytics.add_argument(
+        "--from", dest="start", type=date.fromisoformat, metavar="DAY", help="first day (ISO)"
+    )
+    analytics.add_argument(
+        "--to", dest="end", type=date.fromisoformat, metavar="DAY", help="last day (ISO)"
+    )
     analytics.add_argument("--token", type=ConsistencyToken.parse, help="wait for this write")
     analytics.add_argument("--repeat", type=int, default=1, help="ask N times (cache figures)")
     add_json_flag(analytics)

@@ -15,13 +15,13 @@ def register(subparsers: Any) -> None:
     targets = query.add_subparsers(dest="target", required=True, metavar="WHAT")
 
     order = targets.add_parser("order", help="one order's summary")
-    order.add_argument("id", type=UUID)
+    order.add_argument("id", type=UUID, help="the order id")
     order.add_argument("--token", type=ConsistencyToken.parse, help="wait for this write")
     add_json_flag(order)
     order.set_defaults(func=query_order)
 
     customer = targets.add_parser("customer", help="one customer's profile")
-    customer.add_argument("id", type=UUID)
+    customer.add_argument("id", type=UUID, help="the customer id")
     customer.add_argument("--token", type=ConsistencyToken.parse, help="wait for this write")
     add_json_flag(customer)
     customer.set_defaults(func=query_customer)
@@ -32,9 +32,9 @@ def register(subparsers: Any) -> None:
     stock.set_defaults(func=query_stock)
 
     orders = targets.add_parser("orders", help="a customer's orders, newest first")
-    orders.add_argument("--customer", type=UUID, required=True)
-    orders.add_argument("--page", type=int, default=1)
-    orders.add_argument("--page-size", type=int, default=20)
+    orders.add_argument("--customer", type=UUID, required=True, help="the customer id")
+    orders.add_argument("--page", type=int, default=1, help="page number, from 1")
+    orders.add_argument("--page-size", type=int, default=20, help="orders per page")
     add_json_flag(orders)
     orders.set_defaults(func=query_orders)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import re
 from datetime import timedelta
-from typing import Any
+from typing import Any, get_args
 from uuid import UUID
 
+from sagas.fulfilment import Status
 from workers.cli.output import add_json_flag, emit, fields, table
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -29,16 +30,18 @@ def register(subparsers: Any) -> None:
     listing = targets.add_parser(
         "list", help="sagas, newest first (oldest first with --older-than)"
     )
-    listing.add_argument("--state", help="only sagas in this state (e.g. charging, cancelled)")
+    listing.add_argument(
+        "--state", choices=get_args(Status), help="only sagas in this state (default: any)"
+    )
     listing.add_argument(
         "--older-than", type=duration, metavar="DURATION", help="unchanged for this long (5m)"
     )
-    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--limit", type=int, default=50, help="at most this many")
     add_json_flag(listing)
     listing.set_defaults(func=list_sagas)
 
     show = targets.add_parser("show", help="one saga: state, deadline, pending, timeline")
-    show.add_argument("order_id", type=UUID, metavar="ORDER_ID")
+    show.add_argument("order_id", type=UUID, metavar="ORDER_ID", help="the saga's order id")
     add_json_flag(show)
     show.set_defaults(func=show_saga)
 

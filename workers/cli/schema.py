@@ -1,4 +1,4 @@
-"""``sagaworks schema export``: JSON Schema of every message and an AsyncAPI document."""
+"""``sagaworks schema export``: JSON Schema of every message and the AsyncAPI 3 document."""
 
 from __future__ import annotations
 
@@ -7,104 +7,81 @@ import json
 from pathlib import Path
 from typing import Any
 
-from messages import registry
-from messages.schema import all_schemas
+from messages import Command, registry
+from messages.asyncapi import Queue, document
+from messages.outcomes import Outcome
+from messages.schema import ENVELOPE, all_schemas, model_schema
 from workers.cli.output import add_json_flag, emit
-
-ENVELOPE = {
-    "type": "object",
-    "description": "Dramatiq's envelope; publish it to exchange '' with routing key = queue_name.",
-    "required": [
-        "queue_name",
-        "actor_name",
-        "args",
-        "kwargs",
-        "options",
-        "message_id",
-        "message_timestamp",
-    ],
-    "properties": {
-        "queue_name": {"type": "string", "description": "must equal the routing key"},
-        "actor_name": {"type": "string"},
-        "args": {"type": "array", "minItems": 1, "maxItems": 1},
-        "kwargs": {"type": "object", "maxProperties": 0},
-        "options": {"type": "object"},
-        "message_id": {"type": "string", "format": "uuid"},
-        "message_timestamp": {"type": "integer", "description": "milliseconds since the epoch"},
-    },
-}
+from workers.runtime.settings import Settings
 
 
 def register(subparsers: Any) -> None:
     schema = subparsers.add_parser("schema", help="export message schemas for publishers")
     actions = schema.add_subparsers(dest="action", required=True, metavar="ACTION")
-    export = actions.add_parser("export", help="write JSON Schema files and asyncapi.json")
-    export.add_argument("--out", type=Path, default=Path("schema-out"), help="output folder")
+    export = actions.add_parser(
+        "export", help="write JSON Schema files and asyncapi.json (AsyncAPI 3)"
+    )
+    export.add_argument(
+        "--out", type=Path, default=Path("schema-out"), help="output folder (default: %(default)s)"
+    )
     add_json_flag(export)
     export.set_defaults(func=run_export)
 
 
-def channels() -> dict[str, Any]:
-    """Every queue: what it carries and which actor consumes it."""
+def queues(settings: Settings) -> list[Queue]:
+    """Every queue of the service, with the arguments the workers declare it with."""
+    from workers.runtime.broker import BASE_QUEUES  # noqa: PLC0415 -- after the actor modules
     from workers.runtime.routing import COMMAND_ENDPOINTS  # noqa: PLC0415
-    from workers.write.outbox import SUBSCRIBERS  # noqa: PLC0415 -- after the actor modules load
+    from workers.write.outbox import SUBSCRIBERS  # noqa: PLC0415
 
-    found: dict[str, Any] = {}
+    found = []
     for context, endpoint in COMMAND_ENDPOINTS.items():
-        types = sorted(c.type_name() for c in registry.commands() if context == c.CONTEXT)
-        found[endpoint.queue_name] = _channel(endpoint.actor_name, types, "publish commands here")
+        types = tuple(sorted(c.type_name() for c in registry.commands() if context == c.CONTEXT))
+        found.append(Queue(endpoint.queue_name, endpoint.actor_name, types))
     for actor, event_types in SUBSCRIBERS:
-        types = sorted(t.type_name() for t in event_types)
-        found[actor.queue_name] = _channel(actor.actor_name, types, "events, sent by the outbox")
-    return found
+        types = tuple(sorted(t.type_name() for t in event_types))
+        found.append(Queue(BASE_QUEUES[actor.actor_name], actor.actor_name, types, commands=False))
+    return [
+        Queue(q.name, q.actor, q.types, declared_arguments(q.name, settings), q.commands)
+        for q in found
+    ]
 
 
-def _channel(actor: str, types: list[str], description: str) -> dict[str, Any]:
-    messages = [{"$ref": f"#/components/messages/{_key(t)}"} for t in types]
+def declared_arguments(base: str, settings: Settings) -> dict[str, Any]:
+    """The arguments a worker declares queue ``base`` with (``{prefix}`` for the prefix)."""
+    from workers.runtime.broker import Rabbitmq  # noqa: PLC0415
+
+    broker = Rabbitmq(url="amqp://localhost", quorum=settings.quorum_queues, middleware=[])
+    arguments: dict[str, Any] = broker._build_queue_arguments(base)
     return {
-        "description": f"{description}; consumed by actor {actor!r}",
-        "bindings": {"amqp": {"is": "queue", "queue": {"durable": True}}},
-        "subscribe": {"operationId": actor, "message": {"oneOf": messages}},
+        k: "{prefix}" + v if isinstance(v, str) and v.startswith(base) else v
+        for k, v in arguments.items()
     }
 
 
-def _key(type_name: str) -> str:
-    return f"{type_name}.v{registry.get(type_name).VERSION}"
-
-
-def asyncapi() -> dict[str, Any]:
-    schemas = all_schemas()
-    return {
-        "asyncapi": "2.6.0",
-        "info": {
-            "title": "sagaworks",
-            "version": "1",
-            "description": "Commands and events of the order service. Each message body is a "
-            "Dramatiq envelope whose single argument is the domain message.",
-        },
-        "defaultContentType": "application/json",
-        "channels": channels(),
-        "components": {
-            "schemas": {"Envelope": ENVELOPE},
-            "messages": {
-                key: {"name": key.split(".v")[0], "payload": schema}
-                for key, schema in schemas.items()
-            },
-        },
-    }
-
-
-def run_export(args: argparse.Namespace) -> int:
+def asyncapi(settings: Settings | None = None) -> dict[str, Any]:
     from workers.boot import load_actor_modules  # noqa: PLC0415
 
     load_actor_modules()
+    settings = settings or Settings()
+    public = {c.type_name() for c in registry.commands() if issubclass(c, Command) and c.PUBLIC}
+    return document(queues(settings), public, settings.queue_prefix)
+
+
+def run_export(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
+    spec = asyncapi()
     schemas = all_schemas()
     for key, schema in schemas.items():
-        (out / f"{key}.schema.json").write_text(json.dumps(schema, indent=2) + "\n")
-    (out / "envelope.schema.json").write_text(json.dumps(ENVELOPE, indent=2) + "\n")
-    (out / "asyncapi.json").write_text(json.dumps(asyncapi(), indent=2) + "\n")
+        _write(out / f"{key}.schema.json", schema)
+    _write(out / "envelope.schema.json", ENVELOPE)
+    _write(out / "Outcome.schema.json", model_schema(Outcome))
+    _write(out / "asyncapi.json", spec)
     result = {"folder": str(out), "schemas": len(schemas), "asyncapi": str(out / "asyncapi.json")}
     emit(args, result, lambda r: f"wrote {r['schemas']} message schemas and {r['asyncapi']}")
     return 0
+
+
+def _write(path: Path, document: dict[str, Any]) -> None:
+    path.write_text(json.dumps(document, indent=2) + "\n")

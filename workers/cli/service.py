@@ -106,25 +106,40 @@ def run_relay(args: argparse.Namespace) -> int:
 def run_publish(args: argparse.Namespace) -> int:
     """Publish; then say whether the command was committed, rejected, or only accepted.
 
-    Exit 0: committed (or published, for an event or ``--wait 0``); 1: rejected (the worker
-    dead-lettered it, with the reason); 4: accepted by RabbitMQ but not committed in time.
+    On RabbitMQ the worker's answer comes back on the AMQP ``reply_to``; on the in-process
+    broker the store is polled. Exit 0: committed (or a duplicate of a committed command, or
+    published, for an event or ``--wait 0``); 1: rejected or dead-lettered, with the reason;
+    4: accepted by RabbitMQ but not answered in time.
     """
-    from workers.publishing import publish  # noqa: PLC0415 -- after boot
-
     message = _parse_message(args)
     runtime = connect()
     try:
-        receipt = publish(message)
-        outcome = (
-            _await_outcome(receipt, args.wait)
-            if args.wait > 0 and isinstance(message, Command)
-            else {"outcome": "published", "token": None, "reason": None}
-        )
+        outcome = _publish_and_wait(message, args.wait, runtime)
     finally:
         runtime.close()
-    result = {"message_id": receipt.message_id, **outcome}
+    result = {"message_id": str(message.message_id), **outcome}
     emit(args, result, _publish_text)
     return PUBLISH_EXIT[result["outcome"]]
+
+
+def _publish_and_wait(message: Any, wait: float, runtime: Runtime) -> dict[str, Any]:
+    from workers.publishing import publish  # noqa: PLC0415 -- after boot
+    from workers.rpc import publish_awaiting  # noqa: PLC0415
+
+    url = runtime.settings.amqp()
+    if not isinstance(message, Command) or wait <= 0:
+        publish(message)
+        return {"outcome": "published", "token": None, "reason": None}
+    if not url:  # the in-process broker has no reply_to: poll the store
+        return _await_outcome(publish(message), wait)
+    answer = publish_awaiting(message, url, wait, runtime.broker)
+    if answer is None:
+        return {"outcome": "accepted", "token": None, "reason": None}
+    kind = {"duplicate": "committed", "dead_lettered": "rejected"}.get(
+        answer.outcome, answer.outcome
+    )
+    reason = answer.reason or answer.error
+    return {"outcome": kind, "token": answer.token, "reason": reason, "answer": answer.outcome}
 
 
 #: Exit status by outcome: committed and published are success, rejected a failure.

@@ -10,7 +10,7 @@ from messages.errors import CommandRejected
 from workers.runtime.broker import message_actor
 from workers.runtime.routing import command_endpoint
 from workers.write.aggregates import Aggregate
-from workers.write.commands import Session, handle, handles
+from workers.write.commands import CommandResult, Session, handle, handles
 
 ENDPOINT = command_endpoint("customers")
 
@@ -48,6 +48,6 @@ def register_customer(customer: Customer, command: RegisterCustomer, _: Session)
 
 
 @message_actor(queue_name=ENDPOINT.queue_name, actor_name=ENDPOINT.actor_name)
-def handle_customer_command(message: Message) -> None:
+def handle_customer_command(message: Message) -> CommandResult:
     """Customer commands: ``RegisterCustomer``."""
-    handle(message, "customers")
+    return handle(message, "customers")

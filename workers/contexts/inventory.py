@@ -51,7 +51,7 @@ from readstore.eventlog import Commit
 from workers.runtime.broker import message_actor
 from workers.runtime.routing import command_endpoint
 from workers.write.aggregates import Aggregate
-from workers.write.commands import Session, handle, handles
+from workers.write.commands import CommandResult, Session, handle, handles
 from workers.write.eventstore import DuplicateCommand, EventStore
 from workers.write.outbox import dispatch
 
@@ -337,6 +337,8 @@ def run_inventory_command(message: Message) -> str:
 
 
 @message_actor(queue_name=ENDPOINT.queue_name, actor_name=ENDPOINT.actor_name)
-def handle_inventory_command(message: Message) -> None:
+def handle_inventory_command(message: Message) -> CommandResult | str:
     """Inventory commands: ``AddStock``, ``ReserveStock``, ``ReleaseStock``, ``CommitStock``."""
-    run_inventory_command(message)
+    if isinstance(message, AddStock):
+        return handle(message, "inventory")  # its token answers the command's reply_to
+    return run_inventory_command(message)

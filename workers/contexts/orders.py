@@ -21,7 +21,7 @@ from workers.contexts.customers import Customer
 from workers.runtime.broker import message_actor
 from workers.runtime.routing import command_endpoint
 from workers.write.aggregates import Aggregate
-from workers.write.commands import Session, handle, handles
+from workers.write.commands import CommandResult, Session, handle, handles
 
 ENDPOINT = command_endpoint("orders")
 
@@ -115,6 +115,6 @@ def cancel_order(order: Order, command: CancelOrder, _: Session) -> None:
 
 
 @message_actor(queue_name=ENDPOINT.queue_name, actor_name=ENDPOINT.actor_name)
-def handle_order_command(message: Message) -> None:
+def handle_order_command(message: Message) -> CommandResult:
     """Order commands: ``PlaceOrder``, ``ConfirmOrder``, ``CancelOrder``."""
-    handle(message, "orders")
+    return handle(message, "orders")

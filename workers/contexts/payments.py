@@ -33,7 +33,7 @@ from workers.runtime.broker import message_actor
 from workers.runtime.routing import command_endpoint
 from workers.runtime.settings import Settings
 from workers.write.aggregates import Aggregate
-from workers.write.commands import Session, handle, handles
+from workers.write.commands import CommandResult, Session, handle, handles
 
 ENDPOINT = command_endpoint("payments")
 
@@ -205,6 +205,6 @@ def refund_payment(payment: Payment, command: RefundPayment, _: Session) -> None
 
 
 @message_actor(queue_name=ENDPOINT.queue_name, actor_name=ENDPOINT.actor_name)
-def handle_payment_command(message: Message) -> None:
+def handle_payment_command(message: Message) -> CommandResult:
     """Payment commands: ``ChargePayment``, ``RefundPayment``."""
-    handle(message, "payments")
+    return handle(message, "payments")

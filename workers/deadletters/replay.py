@@ -28,6 +28,7 @@ from readstore.db import Document
 from workers.deadletters.publisher import LEASE_MARGIN, Batch, Publisher, publisher
 from workers.deadletters.record import DELIVERY_OPTIONS, REPLAY_OPTION, now, queue_of
 from workers.deadletters.store import DEAD, REPLAYED, REPLAYING, DeadLetterStore
+from workers.runtime.progress import progress_bar
 
 log = structlog.get_logger("sagaworks.replay")
 #: What a replay reads of an entry.
@@ -88,15 +89,20 @@ def replay(
     """Replay the entries ``ids`` (in batches); those that cannot be replayed are skipped."""
     store = store or DeadLetterStore()
     report = ReplayReport()
-    with publisher(broker or dramatiq.get_broker()) as send:
+    with (
+        publisher(broker or dramatiq.get_broker()) as send,
+        progress_bar("replayed", len(ids)) as show,
+    ):
         report.settled = settle(store, send)
         for start in range(0, len(ids), batch):
+            show(start)
             chunk = list(ids[start : start + batch])
             docs = list(store.entries.find({"_id": {"$in": chunk}}, REPLAY_FIELDS))
             ready = [d["_id"] for d in docs if not _skip(d, report)]
             if ready and not dry_run:
                 ready = _replay_batch(ready, by, send=send, store=store, lease=lease, report=report)
             report.replayed += ready
+        show(len(ids))
         settle(store, send)
     found = set(report.replayed) | set(report.skipped)
     report.skipped.update({i: "no such dead letter" for i in ids if i not in found})

@@ -23,6 +23,7 @@ from workers.runtime.consumer import GuardedConsumer, screen_delivery
 from workers.runtime.envelopes import Rejection
 from workers.runtime.outage import OUTAGE
 from workers.runtime.prefix import events_exchange, get_prefix, set_prefix
+from workers.runtime.replyto import carry_reply_to
 
 log = structlog.get_logger("sagaworks.broker")
 
@@ -117,7 +118,8 @@ class Rabbitmq(RabbitmqBroker):
         return channel
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
-        consumer = super().consume(queue_name, prefetch, timeout)
+        # A command's AMQP reply_to reaches the Replies middleware through its options.
+        consumer = carry_reply_to(super().consume(queue_name, prefetch, timeout))
         OUTAGE.restored()  # a consumer connected: the broker is back, if it was away
         return consumer
 
@@ -245,18 +247,18 @@ def bind(broker: dramatiq.Broker, queue_prefix: str = "") -> dramatiq.Broker:
     return broker
 
 
-def message_actor(queue_name: str, **options: Any) -> Callable[[Callable[[Any], None]], Any]:
+def message_actor(queue_name: str, **options: Any) -> Callable[[Callable[[Any], Any]], Any]:
     """Declare an actor whose single argument is a domain message (decoded and validated).
 
     A malformed call (wrong arguments, undecodable message) is a permanent failure: no
     retries, straight to the dead letters with the reason.
     """
 
-    def declare(fn: Callable[[Any], None]) -> dramatiq.Actor[Any, Any]:
-        def run(*args: Any, **kwargs: Any) -> None:
+    def declare(fn: Callable[[Any], Any]) -> dramatiq.Actor[Any, Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
             message = decode_argument(args, kwargs)
             with confirmed_together(dramatiq.get_broker()):
-                fn(message)
+                return fn(message)  # a command's result answers its reply_to
 
         run.__name__ = run.__qualname__ = fn.__name__
         run.__doc__ = fn.__doc__

@@ -1,9 +1,16 @@
-"""structlog setup: JSON lines in production, console in a terminal; ids, never payloads."""
+"""structlog setup: JSON lines in production, console in a terminal; ids, never payloads.
+
+Every record is written whole: its text and its newline in one ``write`` under one lock.
+A Dramatiq worker process's standard error is a pipe its parent relays chunk by chunk, so a
+record written in two pieces (``print`` writes the newline apart) could be relayed with
+another process's record in between: two records on one line, which a log shipper drops.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -35,7 +42,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=_stderr_logger,
+        logger_factory=_line_logger,
         cache_logger_on_first_use=False,
     )
     handler = _StderrHandler()
@@ -54,21 +61,45 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [h for h in root.handlers if not isinstance(h, _StderrHandler)] + [handler]
     root.setLevel(level.upper())
+    logging.captureWarnings(True)  # a warning is a record too, not a stray line
     logging.getLogger("pika").setLevel(logging.WARNING)
     logging.getLogger("pymongo").setLevel(logging.WARNING)
 
 
-def _stderr_logger(*_: Any) -> structlog.PrintLogger:
-    """A logger on the *current* standard error (it may be replaced, e.g. by a test runner)."""
-    return structlog.PrintLogger(sys.stderr)
+_WRITE_LOCK = threading.Lock()
+
+
+def write_line(text: str) -> None:
+    """One record on the *current* standard error (a test runner may replace it), whole."""
+    stream = sys.stderr
+    with _WRITE_LOCK:
+        stream.write(text + "\n")
+        stream.flush()
+
+
+class LineLogger:
+    """structlog's logger: each rendered record through ``write_line``."""
+
+    def msg(self, message: str) -> None:
+        write_line(message)
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+def _line_logger(*_: Any) -> LineLogger:
+    return LineLogger()
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at the time of each record."""
+    """The standard library's records (Dramatiq's, pika's), through ``write_line``."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
-        super().emit(record)
+        try:
+            write_line(self.format(record))
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
 
 
 def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -33,6 +33,7 @@ from readstore.db import get_database
 from workers.boot import boot
 from workers.publishing import envelope, publish
 from workers.runtime.broker import delete_queues, queue_name
+from workers.runtime.progress import progress_bar
 from workers.runtime.settings import Settings
 from workers.workloads.isolation import isolated
 from workers.write import outbox
@@ -136,8 +137,11 @@ class _Bench:
         before_trips, before = self.trips.count, self.counter.total(actors)
         started = time.perf_counter()
         self.worker.resume()
-        while self.counter.total(actors) - before < expected:
-            time.sleep(0.005)
+        with progress_bar(", ".join(sorted(actors))[:22], expected) as show:
+            while (done := self.counter.total(actors) - before) < expected:
+                show(done)
+                time.sleep(0.005)
+            show(expected)
         elapsed = time.perf_counter() - started
         self.worker.pause()
         return {

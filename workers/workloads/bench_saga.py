@@ -37,6 +37,7 @@ from workers.boot import Runtime, boot
 from workers.publishing import publish
 from workers.runtime.broker import delete_queues
 from workers.runtime.embedded import EmbeddedMongo
+from workers.runtime.progress import progress_bar
 from workers.runtime.settings import Settings
 from workers.workloads.bench import DEFAULT_AMQP, ORDERS_PER_CUSTOMER
 from workers.workloads.instruments import Ledger, render, table
@@ -223,11 +224,14 @@ def _wait(store: SagaStore, ids: set[str], timeout: float) -> list[Document]:
     """The finished sagas, once all are; a cheap count while waiting (the store is measured)."""
     deadline = time.monotonic() + timeout
     finished = {"finished_at": {"$exists": True}}
-    while time.monotonic() < deadline:
-        if store.collection.count_documents(finished) >= len(ids):
-            docs = list(store.collection.find(finished, {"status": 1, "finished_at": 1}))
-            return [doc for doc in docs if doc["_id"] in ids]
-        time.sleep(0.5)
+    with progress_bar("sagas finished", len(ids)) as show:
+        while time.monotonic() < deadline:
+            done = store.collection.count_documents(finished)
+            show(done)
+            if done >= len(ids):
+                docs = list(store.collection.find(finished, {"status": 1, "finished_at": 1}))
+                return [doc for doc in docs if doc["_id"] in ids]
+            time.sleep(0.5)
     raise RuntimeError("not every saga finished in time")
 
 

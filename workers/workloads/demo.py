@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 import threading
 import time
 import uuid
@@ -25,6 +24,7 @@ from workers.ops.invariants import check_fulfilment
 from workers.ops.verify import verify_read_models
 from workers.publishing import publish
 from workers.runtime.broker import delete_queues
+from workers.runtime.progress import progress_bar
 from workers.runtime.settings import Settings
 from workers.workloads.isolation import isolated
 from workers.write.eventstore import EventStore
@@ -33,24 +33,15 @@ from workers.write.outbox import Relay
 CATALOG = [(f"SKU-{i:03d}", Decimal(f"{5 + 3 * i}.{i % 100:02d}")) for i in range(20)]
 
 
-def progress(label: str, done: int, total: int) -> None:
-    if sys.stderr.isatty():
-        width = 30
-        filled = width * done // max(total, 1)
-        sys.stderr.write(f"\r{label:<22} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-        if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
 def wait_for(label: str, count: Callable[[], int], total: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
-    done = count()
-    while done < total and time.monotonic() < deadline:
-        progress(label, done, total)
-        time.sleep(0.2)
+    with progress_bar(label, total) as show:
         done = count()
-    progress(label, done, total)
+        while done < total and time.monotonic() < deadline:
+            show(done)
+            time.sleep(0.2)
+            done = count()
+        show(done)
     return done
 
 
