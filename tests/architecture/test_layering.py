@@ -18,6 +18,7 @@ ALLOWED: dict[str, set[str]] = {
     "workers.deadletters": TOP | {"workers.runtime"},
     "workers.middleware": TOP | {"workers.runtime", "workers.deadletters", "workers.write"},
     "workers.publishing": TOP | {"workers.runtime", "workers.write"},
+    "workers.rpc": TOP | {"workers.runtime", "workers.write", "workers.publishing"},
     "workers.contexts": TOP | {"workers.runtime", "workers.write", "workers.publishing"},
     "workers.subscribers": TOP
     | {"workers.runtime", "workers.write", "workers.publishing", "workers.deadletters"},
@@ -30,6 +31,7 @@ ALLOWED: dict[str, set[str]] = {
         "workers.deadletters",
         "workers.middleware",
         "workers.publishing",
+        "workers.rpc",
         "workers.contexts",
         "workers.subscribers",
         "workers.ops",
