@@ -56,7 +56,8 @@ def test_sagas_show_prints_the_timeline_with_its_causes(stub_broker, stub_worker
         ("PaymentCharged", "confirming"),
         ("OrderConfirmed", "completed"),
     ]
-    assert shown["timeline"][2]["sent"] == ["CommitStock", "ConfirmOrder"]
+    assert shown["timeline"][2]["sent"] == ["ConfirmOrder"]
+    assert shown["timeline"][3]["sent"] == ["CommitStock"]
     assert shown["saga"]["pending"] == []
 
 

@@ -1,22 +1,23 @@
 """The inventory context: stock per SKU, and each order's all-or-nothing reservation.
 
 A reservation spans several SKU streams, and the event store appends to one stream at a
-time (no multi-document transactions are assumed). So each SKU stream records, per order, a
-fate that only moves forward: *no hold → held → released*, or *no hold → released*. Holds
-are taken in SKU order, each appended at the SKU stream's expected version: two orders
-racing for the last unit collide on the version, one wins and the other re-reads an empty
-shelf, so available stock never goes negative.
+time (no multi-document transactions are assumed). Holds are taken in SKU order, each
+appended at the SKU stream's expected version: two orders racing for the last unit collide
+on the version, one wins and the other re-reads an empty shelf, so available stock never
+goes negative. An order's hold and its release on a SKU are committed under ids derived
+from the order and the SKU: the event store's unique ``(stream, command)`` index admits at
+most one of each, so the SKU's state is three counters, the same on day 1,000 as on day 1.
 
 The order-level outcome is decided on the order's own ``reservation-<order id>`` stream,
 and it is *claimed there before anything is given back*: with every SKU held, the handler
-appends ``StockReserved``; on a shortage it appends ``StockReservationFailed`` and only
-then releases the order's SKUs; ``ReleaseStock`` appends ``StockReleased`` first, then
-releases. Two executions of the same command (a redelivery, a duplicate, a compensation
-racing it) collide on the reservation stream's version, and the loser adopts the winner's
-outcome: if it is "failed" or "released", the loser releases too (idempotent: a SKU already
-released for the order stays released and refuses a later hold). Committing needs no SKU
-write: committed stock is stock held for good, so a SKU's available stock is
-``added - held + released``.
+appends ``StockReserved``; on a shortage it appends ``StockReservationFailed`` and then
+releases what it held; ``ReleaseStock`` appends ``StockReleased`` first, then releases.
+Executions that race (a redelivery, a compensation overtaking its reservation) collide on
+the reservation stream's version: a reservation that loses adopts the winner's outcome and
+gives back what it held if that is "failed" or "released"; a release that loses decides
+again on what won, so a release always ends in ``StockReleased`` (or the failure that held
+nothing). Committing needs no SKU write: committed stock is stock held for good, so a
+SKU's available stock is ``added - held + released``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from messages.inventory import (
 from readstore.eventlog import Commit
 from workers.runtime.broker import message_actor
 from workers.runtime.routing import command_endpoint
+from workers.runtime.settings import Settings
 from workers.write.aggregates import Aggregate
 from workers.write.commands import Session, handle, handles
 from workers.write.eventstore import DuplicateCommand, EventStore
@@ -58,72 +60,69 @@ from workers.write.outbox import dispatch
 log = structlog.get_logger("sagaworks.inventory")
 
 ENDPOINT = command_endpoint("inventory")
-ATTEMPTS = 20
 
-Fate = Literal["held", "short", "released"]
+Fate = Literal["held", "short"]
 
 
 class Sku(Aggregate):
-    """Stock of one SKU, and each order's fate on it."""
+    """Stock of one SKU: three counters, whatever the number of orders it has seen.
+
+    Which orders hold it is not kept here: each order's hold and release on a SKU are
+    committed under ids derived from the order and the SKU (``hold_id``, ``release_id``), so
+    the event store's unique ``(stream, command)`` index admits at most one of each.
+    """
 
     stream_type = "sku"
+    SCHEMA_VERSION = 2  # version 1 kept every order's hold and release: unbounded
 
     added: int = 0
     held: int = 0
     released: int = 0
-    holds: dict[str, int]
-    closed: set[str]
 
     def __init__(self, stream_id: str) -> None:
         super().__init__(stream_id)
         self.added = 0
         self.held = 0
         self.released = 0
-        self.holds: dict[str, int] = {}
-        self.closed: set[str] = set()
 
     @property
     def available(self) -> int:
         return self.added - self.held + self.released
 
-    def fate(self, order_id: UUID, quantity: int) -> Fate:
-        key = str(order_id)
-        if key in self.closed:
-            return "released"
-        if key in self.holds:
-            return "held"
-        return "held" if self.available >= quantity else "short"
-
     def add(self, command: AddStock) -> None:
         self.record(caused_by(StockAdded, command, sku=command.sku, quantity=command.quantity))
 
     def hold(self, line: StockLine, order_id: UUID, cause: Message) -> Fate:
-        fate = self.fate(order_id, line.quantity)
-        if fate == "held" and str(order_id) not in self.holds:
-            self.record(
-                caused_by(StockHeld, cause, sku=line.sku, order_id=order_id, quantity=line.quantity)
-            )
-        return fate
+        if self.available < line.quantity:
+            return "short"
+        self.record(
+            caused_by(StockHeld, cause, sku=line.sku, order_id=order_id, quantity=line.quantity)
+        )
+        return "held"
 
-    def release(self, sku: str, order_id: UUID, cause: Message) -> None:
-        key = str(order_id)
-        if key not in self.closed:
-            quantity = self.holds.get(key, 0)
-            self.record(
-                caused_by(StockHoldReleased, cause, sku=sku, order_id=order_id, quantity=quantity)
+    def release(self, line: StockLine, order_id: UUID, cause: Message) -> None:
+        self.record(
+            caused_by(
+                StockHoldReleased, cause, sku=line.sku, order_id=order_id, quantity=line.quantity
             )
+        )
 
     def when_StockAdded(self, event: StockAdded) -> None:
         self.added += event.quantity
 
     def when_StockHeld(self, event: StockHeld) -> None:
         self.held += event.quantity
-        self.holds[str(event.order_id)] = event.quantity
 
     def when_StockHoldReleased(self, event: StockHoldReleased) -> None:
         self.released += event.quantity
-        self.holds.pop(str(event.order_id), None)
-        self.closed.add(str(event.order_id))
+
+
+def hold_id(order_id: UUID, sku: str) -> UUID:
+    return uuid.uuid5(order_id, f"inventory:hold {sku}")
+
+
+def release_id(order_id: UUID, sku: str) -> UUID:
+    return uuid.uuid5(order_id, f"inventory:release {sku}")
 
 
 class Reservation(Aggregate):
@@ -162,8 +161,15 @@ def add_stock(sku: Sku, command: AddStock, _: Session) -> None:
 class Inventory:
     """Runs the reservation commands against the event store (see the module docstring)."""
 
-    def __init__(self, store: EventStore) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        attempts: int = 5,
+        publish: Callable[[Commit, EventStore], None] = dispatch,
+    ) -> None:
         self.store = store
+        self.attempts = attempts
+        self.publish = publish
         self.session = Session(store)
         self._reservation_commits: list[Commit] = []
 
@@ -172,21 +178,25 @@ class Inventory:
         reservation = self._load(command.order_id, lines)
         if reservation.status != "new":
             return self._adopt(reservation, command, lines)
-        short = self._hold_all(command, lines)
+        held, short = self._hold_all(command, lines)
+        event: Event
         if short:
-            event: Event = caused_by(
+            event = caused_by(
                 StockReservationFailed, command, order_id=command.order_id, short=short
             )
         else:
             event = caused_by(StockReserved, command, order_id=command.order_id, lines=lines)
-        return self._decide(reservation, event, command, lines)
+        return self._decide(reservation, event, command, lines, held)
 
     def release(self, command: ReleaseStock) -> str:
+        """Claim "released" at the reservation's version, re-deciding after every race."""
         lines = merge_lines(command.lines)
-        reservation = self._load(command.order_id, lines)
-        if reservation.status == "committed":
-            raise CommandRejected(f"order {command.order_id}: stock is committed")
-        if reservation.status in ("new", "reserved"):
+        for _ in range(self.attempts):
+            reservation = self._load(command.order_id, lines)
+            if reservation.status == "committed":
+                raise CommandRejected(f"order {command.order_id}: stock is committed")
+            if reservation.status not in ("new", "reserved"):
+                return self._adopt(reservation, command, lines)
             released = caused_by(
                 StockReleased,
                 command,
@@ -194,19 +204,27 @@ class Inventory:
                 lines=lines,
                 reason=command.reason,
             )
-            return self._decide(reservation, released, command, lines)
-        return self._adopt(reservation, command, lines)
+            # Reserved: every line is held. New: a reservation in flight adopts "released"
+            # and gives back what it held; what a crashed one held is looked up.
+            held = {ln.sku for ln in lines} if reservation.status == "reserved" else None
+            if self._claim(reservation, released, command):
+                self._settle("released", command, lines, held)
+                return "released"
+        raise ConcurrencyError(f"reservation of {command.order_id}: still conflicting")
 
     def commit(self, command: CommitStock) -> str:
-        reservation = self._load(command.order_id, ())
-        if reservation.status == "committed":
-            return self._adopt(reservation, command, ())
-        if reservation.status != "reserved":
-            raise CommandRejected(f"order {command.order_id}: reservation {reservation.status}")
-        committed = caused_by(
-            StockCommitted, command, order_id=command.order_id, lines=reservation.lines
-        )
-        return self._decide(reservation, committed, command, ())
+        for _ in range(self.attempts):
+            reservation = self._load(command.order_id, ())
+            if reservation.status == "committed":
+                return self._adopt(reservation, command, ())
+            if reservation.status != "reserved":
+                raise CommandRejected(f"order {command.order_id}: reservation {reservation.status}")
+            committed = caused_by(
+                StockCommitted, command, order_id=command.order_id, lines=reservation.lines
+            )
+            if self._claim(reservation, committed, command):
+                return "committed"
+        raise ConcurrencyError(f"reservation of {command.order_id}: still conflicting")
 
     # -- steps ---------------------------------------------------------------------------------
     def _load(self, order_id: UUID, lines: tuple[StockLine, ...]) -> Reservation:
@@ -217,36 +235,51 @@ class Inventory:
         self._reservation_commits = list(self.session.prefetched.get(stream, []))
         return self.session.load(Reservation, stream)
 
-    def _hold_all(self, command: ReserveStock, lines: tuple[StockLine, ...]) -> tuple[str, ...]:
+    def _hold_all(
+        self, command: ReserveStock, lines: tuple[StockLine, ...]
+    ) -> tuple[set[str], tuple[str, ...]]:
         """Hold each line in SKU order until one is short; then only look: the SKUs short."""
+        held: set[str] = set()
         short: list[str] = []
         for line in lines:
             if short:
-                sku = self._sku(line.sku)
-                if sku.fate(command.order_id, line.quantity) != "held":
+                if self._sku(line.sku).available < line.quantity:
                     short.append(line.sku)
-                continue
-            fate = self._on_sku(
-                line.sku, _derived(command, f"hold {line.sku}"), self._holder(line, command)
-            )
-            if fate != "held":
+            elif self._hold(line, command) == "held":
+                held.add(line.sku)
+            else:
                 short.append(line.sku)
-        return tuple(short)
+        return held, tuple(short)
+
+    def _claim(self, reservation: Reservation, event: Event, command: Command) -> bool:
+        """Append ``event`` at the reservation's version; ``False`` if another writer came first."""
+        try:
+            commit = self.store.append(reservation.stream_id, reservation.version, [event], command)
+        except DuplicateCommand as dup:
+            self.publish(dup.commit, self.store)
+            return True
+        except ConcurrencyError:
+            return False
+        self.publish(commit, self.store)
+        return True
 
     def _decide(
-        self, reservation: Reservation, event: Event, command: Command, lines: tuple[StockLine, ...]
+        self,
+        reservation: Reservation,
+        event: Event,
+        command: Command,
+        lines: tuple[StockLine, ...],
+        held: set[str],
     ) -> str:
         """Claim the outcome at the reservation's version; a loser adopts the winner's."""
+        if self._claim(reservation, event, command):
+            status = _status_after(event)
+            self._settle(status, command, lines, held)
+            return status
         stream = reservation.stream_id
-        try:
-            commit = self.store.append(stream, reservation.version, [event], command)
-        except (DuplicateCommand, ConcurrencyError):
-            commits = self.store.load(stream)
-            return self._adopt(Reservation.from_commits(stream, commits), command, lines, commits)
-        dispatch(commit, self.store)
-        status = _status_after(event)
-        self._settle(status, command, lines)
-        return status
+        commits = self.store.load(stream)
+        winner = Reservation.from_commits(stream, commits)
+        return self._adopt(winner, command, lines, commits, held)
 
     def _adopt(
         self,
@@ -254,20 +287,36 @@ class Inventory:
         command: Command,
         lines: tuple[StockLine, ...],
         commits: list[Commit] | None = None,
+        held: set[str] | None = None,
     ) -> str:
         """Bring the SKUs in line with a decided reservation; re-send what is undispatched."""
         for commit in commits if commits is not None else self._reservation_commits:
             if not commit.dispatched:
-                dispatch(commit, self.store)
-        self._settle(reservation.status, command, lines)
+                self.publish(commit, self.store)
+        self._settle(reservation.status, command, lines, held)
         return reservation.status
 
-    def _settle(self, status: str, command: Command, lines: tuple[StockLine, ...]) -> None:
-        """A failed or released reservation holds nothing: release each of its SKUs."""
-        if status in ("failed", "released"):
-            for line in lines:
-                action = _derived(command, f"release {line.sku}")
-                self._on_sku(line.sku, action, _releaser(line, command))
+    def _settle(
+        self, status: str, command: Command, lines: tuple[StockLine, ...], held: set[str] | None
+    ) -> None:
+        """A failed or released reservation holds nothing: give back each line it holds.
+
+        ``held`` names the SKUs known to be held; ``None``: look each hold up (rare: a
+        release racing a reservation, or a reservation that crashed half way).
+        """
+        if status not in ("failed", "released"):
+            return
+        order_id: UUID = command.order_id  # type: ignore[attr-defined]
+        for line in lines:
+            if held is not None and line.sku not in held:
+                continue
+            if held is None and not self._holds(order_id, line.sku):
+                continue
+            action = _as(command, release_id(order_id, line.sku))
+            self._on_sku(line.sku, action, _releaser(line, order_id, action))
+
+    def _holds(self, order_id: UUID, sku: str) -> bool:
+        return self.store.commit_for(sku_stream(sku), str(hold_id(order_id, sku))) is not None
 
     # -- one SKU stream ----------------------------------------------------------------------
     def _sku(self, sku: str) -> Sku:
@@ -275,38 +324,51 @@ class Inventory:
         read afresh after that (a conflict means another writer moved it)."""
         return self.session.load(Sku, sku_stream(sku))
 
-    def _holder(self, line: StockLine, command: ReserveStock) -> Callable[[Sku], Fate]:
-        return lambda sku: sku.hold(line, command.order_id, command)
+    def _hold(self, line: StockLine, command: ReserveStock) -> Fate:
+        action = _as(command, hold_id(command.order_id, line.sku))
+        fate = self._on_sku(line.sku, action, _holder(line, command.order_id, action))
+        if fate == "short" and self._holds(command.order_id, line.sku):
+            return "held"  # held by an earlier delivery of this reservation
+        return fate
 
     def _on_sku(self, sku_name: str, command: Command, decide: Callable[[Sku], Fate]) -> Fate:
-        """Decide on one SKU stream and append at its version, re-reading on a conflict."""
-        for _ in range(ATTEMPTS):
+        """Decide on one SKU stream and append at its version, re-reading on a conflict.
+
+        ``command``'s id is the order's hold or release on this SKU: a second one is a
+        ``DuplicateCommand``, the first one's fate.
+        """
+        for _ in range(self.attempts):
             sku = self._sku(sku_name)
             fate = decide(sku)
             if not sku.changes:
                 return fate
             try:
                 commit = self.store.append(sku.stream_id, sku.version, sku.changes, command)
-            except (DuplicateCommand, ConcurrencyError):
+            except DuplicateCommand as dup:
+                self.publish(dup.commit, self.store)
+                return "held"
+            except ConcurrencyError:
                 continue
-            dispatch(commit, self.store)
+            self.publish(commit, self.store)
             return fate
-        raise ConcurrencyError(f"{sku_stream(sku_name)}: still conflicting after {ATTEMPTS}")
+        raise ConcurrencyError(f"{sku_stream(sku_name)}: still conflicting after {self.attempts}")
 
 
-def _releaser(line: StockLine, command: Command) -> Callable[[Sku], Fate]:
-    order_id: UUID = command.order_id  # type: ignore[attr-defined]
+def _holder(line: StockLine, order_id: UUID, cause: Command) -> Callable[[Sku], Fate]:
+    return lambda sku: sku.hold(line, order_id, cause)
 
+
+def _releaser(line: StockLine, order_id: UUID, cause: Command) -> Callable[[Sku], Fate]:
     def release(sku: Sku) -> Fate:
-        sku.release(line.sku, order_id, command)
-        return "released"
+        sku.release(line, order_id, cause)
+        return "held"  # what was held is given back; the fate is not asked for
 
     return release
 
 
-def _derived(command: Command, action: str) -> Command:
-    """``command`` under an id of its own per SKU action, so each is committed at most once."""
-    return command.model_copy(update={"message_id": uuid.uuid5(command.message_id, action)})
+def _as(command: Command, message_id: UUID) -> Command:
+    """``command`` under the id of one SKU action of its order, so it commits at most once."""
+    return command.model_copy(update={"message_id": message_id})
 
 
 def _status_after(event: Event) -> str:
@@ -318,12 +380,22 @@ def _status_after(event: Event) -> str:
     }[type(event)]
 
 
+_attempts = 5
+
+
+def configure(settings: Settings) -> None:
+    """At boot: how often a command re-reads and re-decides after a conflict."""
+    global _attempts  # noqa: PLW0603 -- process-wide, set once at boot
+    _attempts = settings.concurrency_attempts
+
+
 def run_inventory_command(message: Message) -> str:
     """Run one inventory command; ``AddStock`` goes through the ordinary command pipeline."""
-    inventory = Inventory(EventStore())
+    attempts = _attempts
+    inventory = Inventory(EventStore(), attempts)
     match message:
         case AddStock():
-            return str(handle(message, "inventory").token)
+            return str(handle(message, "inventory", attempts).token)
         case ReserveStock():
             outcome = inventory.reserve(message)
         case ReleaseStock():
