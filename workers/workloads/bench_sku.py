@@ -2,7 +2,7 @@
 
 For each N, a SKU stream gets N orders' events appended directly: a hold per order, and for
 every other order its release (the rest were committed, which needs no SKU event). So that
-1M orders can be written to the embedded store in minutes, the events of ``N / 1000``
+1M orders can be written to the embedded store in minutes, the events of ``N / 5000``
 orders share one commit document (the inventory writes one per order): the fold reads every
 event all the same, and the load after a snapshot reads the commits after it. The SKU is
 then loaded the way a command loads it:
@@ -15,6 +15,7 @@ every released order kept) would have had for the same orders.
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -34,7 +35,7 @@ from workers.write.commands import Session
 from workers.write.eventstore import EventStore
 from workers.write.snapshots import SnapshotStore
 
-BATCH = 50
+BATCH = 20
 
 
 def run(sizes: list[int]) -> dict[str, Any]:
@@ -47,7 +48,10 @@ def run(sizes: list[int]) -> dict[str, Any]:
     database = get_database()
     try:
         EventStore(database).ensure_indexes()
-        rows = [measure(database, n) for n in sizes]
+        rows = []
+        for n in sizes:
+            rows.append(measure(database, n))
+            print(rows[-1], file=sys.stderr, flush=True)  # a long run shows each size as done
     finally:
         database.client.drop_database(database.name)
         if embedded is not None:
@@ -88,7 +92,7 @@ def append_orders(database: Database[Document], stream: str, orders: int) -> Non
     now = datetime.now(UTC)
     added = StockAdded(sku=stream, quantity=orders * 2)
     docs = [_commit(stream, 1, [encode(added)], None, now)]
-    per_commit = max(1, orders // 1000)
+    per_commit = max(1, orders // 5000)
     for start in range(0, orders, per_commit):
         events = [
             e for i in range(start, min(start + per_commit, orders)) for e in _order(stream, i)
