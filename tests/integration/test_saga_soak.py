@@ -8,7 +8,7 @@ one worker process is killed with SIGKILL mid-run and started again, and the oth
 stopped (SIGSTOP) for longer than the step deadline, then continued: the sagas whose
 messages it held time out and compensate while their late replies arrive. At the end
 every order is confirmed or cancelled, no saga is left running, and the invariants hold.
-``SAGAWORKS_SOAK_ORDERS`` sets the number of orders (300 in the suite; 1,000 for a soak).
+``SAGAWORKS_SOAK_ORDERS`` sets the number of orders (200 in the suite; 1,000 for a soak).
 """
 
 import contextlib
@@ -36,7 +36,7 @@ from workers.subscribers import fulfilment as sagas
 from workers.write.eventstore import EventStore
 from workers.write.outbox import Relay
 
-ORDERS = int(os.environ.get("SAGAWORKS_SOAK_ORDERS", "300"))
+ORDERS = int(os.environ.get("SAGAWORKS_SOAK_ORDERS", "200"))
 DEADLINE = 8
 SKUS = [f"SOAK-{i:02d}" for i in range(20)]
 
