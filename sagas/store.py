@@ -1,8 +1,10 @@
 """Saga state in MongoDB: one document per saga, changed only at the version it was read at.
 
 A document holds the state, its version, the ids of the messages already handled, the
-messages still to send (written in the same update as the state change that produced them,
-so a crash cannot separate them), the deadline, and a bounded history of transitions.
+messages still to send (appended in the same update as the state change that produced them,
+so a crash cannot separate them, and removed one by one once sent, so no later step can
+overwrite one not sent yet), the deadline with ``wake_at`` (when the sweeper looks at the
+saga next: indexed), and a bounded history of transitions.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from messages import Message, decode, encode
-from sagas.fulfilment import TERMINAL, Fulfilment
+from sagas.state import TERMINAL, Fulfilment, SagaStatus
 
 Document = dict[str, Any]
 SAGAS = "sagas"
 #: Handled message ids kept per saga (a saga handles about ten messages in its life).
 HANDLED_KEPT = 200
 HISTORY_KEPT = 100
+_TERMINAL = sorted(s.value for s in TERMINAL)
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,11 @@ class SagaStore:
 
     def indexes(self) -> None:
         self.collection.create_index([("status", ASCENDING), ("updated_at", ASCENDING)])
+        self.collection.create_index(
+            [("wake_at", ASCENDING)],
+            partialFilterExpression={"wake_at": {"$type": "date"}},
+            name="wake_at",
+        )
 
     def load(self, saga_id: str) -> SagaRecord | None:
         doc = self.collection.find_one({"_id": saga_id}, {"history": 0})
@@ -67,6 +75,7 @@ class SagaStore:
             "version": 1,
             "created_at": now,
             "handled": [str(cause.message_id)],
+            "pending": [encode(m) for m in out],
             "history": [_transition(None, state, cause, out, now)],
             **_fields(state, out, now, finished=state.finished),
         }
@@ -87,6 +96,7 @@ class SagaStore:
                 "version": record.version + 1,
             },
             "$push": {
+                "pending": {"$each": [encode(m) for m in out]},
                 "handled": {"$each": [str(cause.message_id)], "$slice": -HANDLED_KEPT},
                 "history": {
                     "$each": [_transition(record.state, state, cause, out, now)],
@@ -100,9 +110,41 @@ class SagaStore:
         return result.modified_count == 1
 
     @staticmethod
-    def sent(saga_id: str, version: int) -> UpdateOne:
-        """The update that forgets a step's messages once sent (if the saga is still there)."""
-        return UpdateOne({"_id": saga_id, "version": version}, {"$set": {"pending": []}})
+    def sent(saga_id: str, message_ids: Sequence[str]) -> UpdateOne:
+        """The update that forgets these messages once sent; any other pending one stays."""
+        return UpdateOne(
+            {"_id": saga_id}, {"$pull": {"pending": {"message_id": {"$in": list(message_ids)}}}}
+        )
+
+    def forget(self, saga_id: str, message_ids: Sequence[str]) -> None:
+        self.collection.bulk_write([self.sent(saga_id, message_ids)])
+
+    def due(self, now: datetime, limit: int = 200) -> list[SagaRecord]:
+        """Sagas whose ``wake_at`` has come: a step past its deadline (the sweeper's work)."""
+        cursor = (
+            self.collection.find({"wake_at": {"$lte": now}}, {"history": 0})
+            .sort("wake_at", ASCENDING)
+            .limit(limit)
+        )
+        return [SagaRecord.from_document(doc) for doc in cursor]
+
+    @staticmethod
+    def postpone(record: SagaRecord, until: datetime) -> UpdateOne:
+        """Look at the saga again at ``until`` unless it moved meanwhile."""
+        return UpdateOne(
+            {"_id": record.saga_id, "version": record.version}, {"$set": {"wake_at": until}}
+        )
+
+    def stuck(self, now: datetime, limit: int = 100) -> list[Document]:
+        """Running sagas past their deadline, and flagged ones: what an operator looks at."""
+        query = {
+            "$or": [
+                {"status": {"$nin": _TERMINAL}, "deadline": {"$lt": now}},
+                {"status": SagaStatus.FLAGGED.value},
+            ]
+        }
+        cursor = self.collection.find(query, {"history": 0}).sort("deadline", ASCENDING)
+        return list(cursor.limit(limit))
 
     def get(self, saga_id: str) -> Document | None:
         return self.collection.find_one({"_id": saga_id})
@@ -126,7 +168,7 @@ class SagaStore:
 
     def count_running(self) -> int:
         return self.collection.count_documents(
-            {"$or": [{"status": {"$nin": sorted(TERMINAL)}}, {"pending.0": {"$exists": True}}]}
+            {"$or": [{"status": {"$nin": _TERMINAL}}, {"pending.0": {"$exists": True}}]}
         )
 
 
@@ -135,10 +177,10 @@ def _fields(
 ) -> Document:
     fields: Document = {
         "saga": "fulfilment",
-        "status": state.status,
+        "status": state.status.value,
         "state": state.model_dump(mode="json"),
         "deadline": state.deadline,
-        "pending": [encode(m) for m in out],
+        "wake_at": state.deadline,
         "updated_at": now,
     }
     if finished:

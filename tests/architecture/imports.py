@@ -22,8 +22,18 @@ def modules() -> dict[str, Path]:
 
 
 def imported(path: Path, known: set[str]) -> Iterator[str]:
-    """The project modules ``path`` imports, anywhere in the file."""
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    """The project modules ``path`` imports, anywhere in the file but under ``TYPE_CHECKING``
+    (a type-only import runs never, so it makes no cycle)."""
+    tree = ast.parse(path.read_text(), str(path))
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING")
+        for inner in ast.walk(node)
+    }
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:

@@ -1,10 +1,14 @@
-"""Soak: 1,000 orders through worker processes on the real RabbitMQ, with faults and a kill.
+"""Soak: orders through worker processes on the real RabbitMQ, with faults, kills and stops.
 
 Two ``dramatiq workers.app`` processes run every actor; 5% of handler calls fail
 transiently (and are retried), 2% of sent messages are sent twice, a fifth of the orders
-pay with a card that declines, stock is short for some, and one worker process is killed
-with SIGKILL mid-run and started again. At the end every order is confirmed or cancelled,
-no saga is left running, and the invariants hold.
+pay with a card that declines, stock is short for some, a tenth are cancelled upstream at
+a random point of their saga (some before it starts, some after confirmation: refused),
+one worker process is killed with SIGKILL mid-run and started again, and the other is
+stopped (SIGSTOP) for longer than the step deadline, then continued: the sagas whose
+messages it held time out and compensate while their late replies arrive. At the end
+every order is confirmed or cancelled, no saga is left running, and the invariants hold.
+``SAGAWORKS_SOAK_ORDERS`` sets the number of orders (200 in the suite; 1,000 for a soak).
 """
 
 import contextlib
@@ -22,7 +26,7 @@ from decimal import Decimal
 import pytest
 
 from messages.inventory import AddStock
-from messages.orders import OrderLine, PlaceOrder
+from messages.orders import CancelOrder, OrderLine, PlaceOrder
 from readstore.db import get_database
 from sagas.store import SagaStore
 from tests.support import ADDRESS, register_customer
@@ -32,7 +36,8 @@ from workers.subscribers import fulfilment as sagas
 from workers.write.eventstore import EventStore
 from workers.write.outbox import Relay
 
-ORDERS = 1000
+ORDERS = int(os.environ.get("SAGAWORKS_SOAK_ORDERS", "200"))
+DEADLINE = 8
 SKUS = [f"SOAK-{i:02d}" for i in range(20)]
 
 
@@ -44,7 +49,7 @@ def worker_env(settings, mongo_url):
         "SAGAWORKS_MONGODB_DB": settings.mongodb_db,
         "SAGAWORKS_QUEUE_PREFIX": settings.queue_prefix,
         "SAGAWORKS_FULFILMENT_SAGA": "true",
-        "SAGAWORKS_SAGA_STEP_DEADLINE_SECONDS": "60",
+        "SAGAWORKS_SAGA_STEP_DEADLINE_SECONDS": str(DEADLINE),
         "SAGAWORKS_FAULT_FAILURE_RATE": "0.05",
         "SAGAWORKS_FAULT_DUPLICATE_RATE": "0.02",
         "SAGAWORKS_MAX_RETRIES": "20",
@@ -101,7 +106,7 @@ def finished(store):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(600)
 def test_soak_every_order_finishes_and_the_invariants_hold(
     settings, mongo_url, rabbitmq_broker, tmp_path
 ):
@@ -120,15 +125,24 @@ def test_soak_every_order_finishes_and_the_invariants_hold(
         receipts += [publish(AddStock(sku=s, quantity=rng.randint(60, 90))) for s in SKUS]
         assert all(receipt.wait(60) for receipt in receipts)
 
-        # When 1,000 orders arrive and one worker is killed mid-run, then started again
+        # When the orders arrive with upstream cancellations among them, one worker is
+        # killed mid-run and started again, and the other stopped past the step deadline
+        placed: list[PlaceOrder] = []
         for command in orders(rng, [c.customer_id for c in customers]):
             publish(command)
+            placed.append(command)
+            if rng.random() < 0.1:
+                cancelled = rng.choice(placed[-20:])
+                publish(CancelOrder(order_id=cancelled.order_id, reason="customer cancelled"))
         while finished(store) < ORDERS // 3:
             assert all(w.poll() is None for w in workers), "a worker died on its own"
             time.sleep(0.5)
         kill(workers[0])
         workers[0] = start_worker(env, tmp_path / "worker0.log")
-        deadline = time.monotonic() + 300
+        os.killpg(workers[1].pid, signal.SIGSTOP)
+        time.sleep(DEADLINE + 4)
+        os.killpg(workers[1].pid, signal.SIGCONT)
+        deadline = time.monotonic() + 400
         while finished(store) < ORDERS or store.collection.count_documents({}) < ORDERS:
             assert time.monotonic() < deadline, f"only {finished(store)} sagas finished"
             time.sleep(1)
@@ -146,6 +160,7 @@ def test_soak_every_order_finishes_and_the_invariants_hold(
         assert summary["sagas_running"] == 0
         assert summary["confirmed"] > 0
         assert summary["cancelled_by_reason"].get("payment declined", 0) > 0
+        assert summary["cancelled_by_reason"].get("customer cancelled", 0) > 0
         logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("worker*.log"))
         assert "injected transient failure" in logs
     finally:

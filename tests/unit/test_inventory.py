@@ -12,11 +12,13 @@ from messages.inventory import (
     ReleaseStock,
     ReserveStock,
     StockLine,
+    StockReleased,
     reservation_stream,
     sku_stream,
 )
 from readstore.eventlog import read_stream
-from workers.contexts.inventory import Reservation, Sku, run_inventory_command
+from workers.contexts.inventory import Inventory, Reservation, Sku, run_inventory_command
+from workers.write import snapshots
 from workers.write.eventstore import EventStore
 
 
@@ -148,3 +150,76 @@ def test_committed_stock_cannot_be_released(stub_broker, database):
         run_inventory_command(ReleaseStock(order_id=order_id, lines=lines, reason="late"))
     assert run_inventory_command(CommitStock(order_id=order_id)) == "committed"
     assert _stock(database, "A").available == 3
+
+
+def test_release_that_loses_the_race_to_its_reservation_still_releases(
+    stub_broker, database, monkeypatch
+):
+    # Given stock, and a release whose claim is overtaken by the order's reservation
+    run_inventory_command(AddStock(sku="A", quantity=5))
+    order_id = uuid.uuid4()
+    lines = _lines(("A", 2))
+    real_append = EventStore.append
+    raced: list[bool] = []
+
+    def append(self, stream_id, expected, events, command=None):
+        if isinstance(events[0], StockReleased) and not raced:
+            raced.append(True)
+            run_inventory_command(ReserveStock(order_id=order_id, lines=lines))
+        return real_append(self, stream_id, expected, events, command)
+
+    monkeypatch.setattr(EventStore, "append", append)
+
+    # When the release runs
+    outcome = run_inventory_command(ReleaseStock(order_id=order_id, lines=lines, reason="late"))
+
+    # Then it decides again on the reservation that won: released, the stock all back
+    assert raced
+    assert outcome == "released"
+    assert _status(database, order_id) == "released"
+    assert _stock(database, "A").available == 5
+
+
+def test_reservation_that_crashed_half_way_gives_back_after_a_release_overtook_it(
+    stub_broker, database, monkeypatch
+):
+    # Given a reservation that held A and died before deciding, then a release of the order
+    run_inventory_command(AddStock(sku="A", quantity=5))
+    run_inventory_command(AddStock(sku="B", quantity=5))
+    order_id = uuid.uuid4()
+    lines = _lines(("A", 2), ("B", 1))
+    real_claim = Inventory._claim
+
+    def crash(self, reservation, event, command):
+        raise RuntimeError("worker killed")
+
+    monkeypatch.setattr(Inventory, "_claim", crash)
+    with pytest.raises(RuntimeError):
+        run_inventory_command(ReserveStock(order_id=order_id, lines=lines))
+    monkeypatch.setattr(Inventory, "_claim", real_claim)
+    run_inventory_command(ReleaseStock(order_id=order_id, lines=lines, reason="timed out"))
+
+    # When the reservation is redelivered
+    outcome = run_inventory_command(ReserveStock(order_id=order_id, lines=lines))
+
+    # Then it is released and every unit is back, each hold given back once
+    assert outcome == "released"
+    assert (_stock(database, "A").available, _stock(database, "B").available) == (5, 5)
+
+
+def test_sku_state_stays_three_counters_whatever_the_orders(stub_broker, database):
+    # Given a SKU through which orders were reserved, released and committed
+    run_inventory_command(AddStock(sku="A", quantity=50))
+    for i in range(6):
+        order_id = uuid.uuid4()
+        run_inventory_command(ReserveStock(order_id=order_id, lines=_lines(("A", 1))))
+        if i % 2:
+            run_inventory_command(CommitStock(order_id=order_id))
+        else:
+            lines = _lines(("A", 1))
+            run_inventory_command(ReleaseStock(order_id=order_id, lines=lines, reason="x"))
+
+    # When its state is taken for a snapshot, Then it is its counters, nothing per order
+    sku = _stock(database, "A")
+    assert snapshots.state_of(sku) == {"added": 50, "held": 6, "released": 3}
+    assert sku.available == 47

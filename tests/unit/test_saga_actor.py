@@ -10,6 +10,7 @@ from sagas.store import SagaStore
 from tests.support import place_order, register_customer, settle
 from workers.publishing import publish
 from workers.subscribers import fulfilment as sagas
+from workers.write.writebehind import WRITE_BEHIND
 
 #: The saga on (the test settings leave it off), with deadlines short: they sit in the
 #: delay queue until due, and settle() waits for them.
@@ -30,6 +31,7 @@ def fulfil(broker, worker, *lines, method="card", limit=Decimal("10000"), stock=
     order = place_order(customer.customer_id, *lines, payment_method=method)
     publish(order)
     settle(broker, worker)
+    WRITE_BEHIND.flush()  # the "sent" marks of the last step
     doc = SagaStore(get_database()).get(str(order.order_id))
     assert doc is not None
     return doc

@@ -2,6 +2,7 @@
 
 import json
 import logging
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import structlog
@@ -56,7 +57,8 @@ def test_sagas_show_prints_the_timeline_with_its_causes(stub_broker, stub_worker
         ("PaymentCharged", "confirming"),
         ("OrderConfirmed", "completed"),
     ]
-    assert shown["timeline"][2]["sent"] == ["CommitStock", "ConfirmOrder"]
+    assert shown["timeline"][2]["sent"] == ["ConfirmOrder"]
+    assert shown["timeline"][3]["sent"] == ["CommitStock"]
     assert shown["saga"]["pending"] == []
 
 
@@ -64,3 +66,25 @@ def test_sagas_list_older_than_parses_durations(stub_broker, capsys):
     # When no saga has been quiet that long, Then the list is empty and the text says so
     assert main(["sagas", "list", "--older-than", "5m"]) == 0
     assert "order" in capsys.readouterr().out
+
+
+def test_sagas_list_stuck_shows_sagas_past_their_deadline_and_flagged_ones(database, capsys):
+    # Given sagas: finished, running within its deadline, running past it, and flagged
+    now = datetime.now(UTC)
+    database.sagas.insert_many(
+        [
+            {"_id": "done", "status": "completed", "deadline": None, "updated_at": now},
+            {"_id": "fine", "status": "charging", "deadline": now + timedelta(seconds=20)},
+            {"_id": "late", "status": "releasing", "deadline": now - timedelta(minutes=3)},
+            {"_id": "odd", "status": "flagged", "deadline": None, "updated_at": now},
+        ]
+    )
+
+    # When ops list the stuck ones
+    capsys.readouterr()
+    code = main(["sagas", "list", "--stuck", "--json"])
+    listed = json.loads(capsys.readouterr().out)
+
+    # Then the one past its deadline and the flagged one are listed, and the exit says so
+    assert code == 1
+    assert sorted(s["order_id"] for s in listed["sagas"]) == ["late", "odd"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import re
-from datetime import timedelta
-from typing import Any, get_args
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
-from sagas.fulfilment import Status
+from sagas.fulfilment import SagaStatus
 from workers.cli.output import add_json_flag, emit, fields, table
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -31,14 +31,41 @@ def register(subparsers: Any) -> None:
         "list", help="sagas, newest first (oldest first with --older-than)"
     )
     listing.add_argument(
-        "--state", choices=get_args(Status), help="only sagas in this state (default: any)"
+        "--state",
+        choices=[s.value for s in SagaStatus],
+        help="only sagas in this state (default: any)",
     )
     listing.add_argument(
         "--older-than", type=duration, metavar="DURATION", help="unchanged for this long (5m)"
     )
+    listing.add_argument(
+        "--stuck",
+        action="store_true",
+        help="only running sagas past their step deadline, and flagged ones (exit 1 if any)",
+    )
     listing.add_argument("--limit", type=int, default=50, help="at most this many")
     add_json_flag(listing)
     listing.set_defaults(func=list_sagas)
+
+    explore = targets.add_parser(
+        "explore", help="run the saga in every message order (exhaustive), then random runs"
+    )
+    explore.add_argument("--runs", type=int, default=2000, help="random runs per scenario")
+    explore.add_argument("--seed", type=int, default=1)
+    explore.add_argument(
+        "--budget",
+        default="1,1,1,1",
+        help="exhaustive: deadlines,cancels,duplicates,failed sends per run (default 1,1,1,1)",
+    )
+    add_json_flag(explore)
+    explore.set_defaults(func=run_explore)
+
+    bench = targets.add_parser(
+        "bench-sku", help="a SKU's load time and state size after N orders (events appended)"
+    )
+    bench.add_argument("--orders", type=int, nargs="+", default=[1000, 100_000, 1_000_000])
+    add_json_flag(bench)
+    bench.set_defaults(func=run_bench_sku)
 
     show = targets.add_parser("show", help="one saga: state, deadline, pending, timeline")
     show.add_argument("order_id", type=UUID, metavar="ORDER_ID", help="the saga's order id")
@@ -75,7 +102,11 @@ def _row(doc: dict[str, Any]) -> dict[str, Any]:
 
 def list_sagas(args: argparse.Namespace) -> int:
     store = _store()
-    rows = [_row(d) for d in store.find(args.state, args.older_than, args.limit)]
+    if args.stuck:
+        docs = store.stuck(datetime.now(UTC), args.limit)
+    else:
+        docs = store.find(args.state, args.older_than, args.limit)
+    rows = [_row(d) for d in docs]
     emit(
         args,
         {"sagas": rows, "by_state": store.count_by_status()},
@@ -91,6 +122,48 @@ def list_sagas(args: argparse.Namespace) -> int:
             + ", ".join(f"{k}: {v}" for k, v in sorted(data["by_state"].items()))
         ),
     )
+    return 1 if args.stuck and rows else 0
+
+
+def run_explore(args: argparse.Namespace) -> int:
+    from workers.workloads.explore import SCENARIOS, Budget, explore, walk  # noqa: PLC0415
+
+    budget = Budget(*(int(n) for n in args.budget.split(",")))
+    results: list[dict[str, Any]] = []
+    for scenario in SCENARIOS:
+        exhaustive = explore(scenario, budget).summary()
+        random_runs = walk(scenario, Budget(3, 1, 3, 2), args.runs, args.seed).summary()
+        results.append({"scenario": scenario.name, "exhaustive": exhaustive, "random": random_runs})
+    emit(args, {"budget": args.budget, "results": results}, _explore_text)
+    failed = sum(r["exhaustive"]["failed_runs"] + r["random"]["failed_runs"] for r in results)
+    return 1 if failed else 0
+
+
+def _explore_text(data: dict[str, Any]) -> str:
+    rows = [
+        (
+            r["scenario"],
+            r["exhaustive"]["orderings"],
+            r["exhaustive"]["distinct_states"],
+            r["exhaustive"]["seconds"],
+            r["random"]["orderings"],
+            r["random"]["seconds"],
+            r["exhaustive"]["failed_runs"] + r["random"]["failed_runs"],
+        )
+        for r in data["results"]
+    ]
+    head = ["scenario", "orderings", "states", "s", "random runs", "s", "failed"]
+    return f"budget {data['budget']} (deadlines,cancels,duplicates,failed sends)\n" + table(
+        rows, head
+    )
+
+
+def run_bench_sku(args: argparse.Namespace) -> int:
+    from workers.workloads.bench_sku import run  # noqa: PLC0415 -- heavy imports
+
+    report = run(args.orders)
+    text = report.pop("_text", "")
+    emit(args, report, lambda _: text)
     return 0
 
 

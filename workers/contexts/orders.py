@@ -60,7 +60,9 @@ class Order(Aggregate):
         if self.status == "confirmed":
             return  # confirming twice is a no-op
         if self.status == "cancelled":
-            raise CommandRejected(f"order {command.order_id} is cancelled; it cannot be confirmed")
+            # A cancellation won the race against the saga's confirmation: the saga learns it
+            # from ``OrderCancelled`` and compensates; refusing here would only dead-letter.
+            return
         self.record(caused_by(OrderConfirmed, command, **self._keys(), total=self.total))
 
     def cancel(self, command: CancelOrder) -> None:

@@ -15,6 +15,7 @@ from dramatiq.middleware import (
 from workers.middleware.dead_letters import DeadLetters
 from workers.middleware.faults import FaultInjection
 from workers.middleware.log_context import LogContext
+from workers.middleware.periodic import Periodic
 from workers.middleware.replies import Replies
 from workers.middleware.retries import GuardedRetries
 from workers.middleware.size_limit import MessageSizeLimit
@@ -39,6 +40,7 @@ def default_middleware(settings: Settings) -> list[Middleware]:
         MessageSizeLimit(settings.max_message_bytes),
         Replies(),  # before DeadLetters: a dead letter is recorded before it is answered
         DeadLetters(settings),
+        Periodic(),
     ]
     if settings.fault_failure_rate > 0 or settings.fault_duplicate_rate > 0:
         stack.append(FaultInjection.from_settings(settings))

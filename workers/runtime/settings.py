@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     fulfilment_saga: bool = True
     #: A fulfilment saga step not answered within this is compensated (stock, then order).
     saga_step_deadline_seconds: float = Field(default=30.0, gt=0)
+    #: How often each worker's deadline sweeper looks for sagas past their step deadline.
+    saga_sweep_seconds: float = Field(default=1.0, gt=0)
     #: The simulated payment gateway: latency of every call, of a ``slow…`` payment method,
     #: and the share of calls failing transiently.
     payment_latency_seconds: float = Field(default=0.0, ge=0)
