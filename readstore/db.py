@@ -23,7 +23,6 @@ from pymongo.database import Database
 Document = dict[str, Any]
 
 
-
 class WriteConcernOptions(TypedDict):
     """pymongo's write-concern keywords: ``w`` (members, or ``"majority"``) and ``journal``."""
 
@@ -71,9 +70,7 @@ def set_database(database: Database[Document]) -> None:
         _database, _factory, _pid = database, None, os.getpid()
 
 
-def configure_database(
-    url: str, name: str, write_concern: WriteConcernOptions = DURABLE
-) -> None:
+def configure_database(url: str, name: str, write_concern: WriteConcernOptions = DURABLE) -> None:
     """Connect lazily, once per process (a client must not cross a fork)."""
     global _database, _factory, _pid
     with _lock:

@@ -1,0 +1,181 @@
+"""`sagaworks audit`: green on a store the saga ran, and each invariant named when broken."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from messages import caused_by
+from messages.inventory import AddStock, StockHeld, sku_stream
+from messages.orders import OrderCancelled, order_stream
+from messages.payments import PaymentCharged, payment_stream
+from readstore.eventlog import commits
+from tests.support import place_order, register_customer, settle
+from workers.cli import main
+from workers.ops import audit_scan
+from workers.ops.audit import audit
+from workers.publishing import publish
+from workers.subscribers import fulfilment as sagas
+from workers.write.eventstore import EventStore
+
+SETTLED = timedelta(0)  # every order is judged: nothing is in flight in these tests
+
+
+@pytest.fixture(autouse=True)
+def saga_on(settings, stub_broker):
+    sagas.configure(
+        settings.model_copy(update={"fulfilment_saga": True, "saga_step_deadline_seconds": 1.0})
+    )
+
+
+def run_orders(broker, worker, methods=("card", "card", "declined-card"), stock=10):
+    """Orders through the whole saga: one customer, SKUs A and B restocked."""
+    customer = register_customer()
+    publish(customer)
+    publish(AddStock(sku="A", quantity=stock))
+    publish(AddStock(sku="B", quantity=stock))
+    settle(broker, worker)
+    orders = [
+        place_order(customer.customer_id, ("A", 2, "5.00"), ("B", 1, "1.50"), payment_method=m)
+        for m in methods
+    ]
+    for order in orders:
+        publish(order)
+    settle(broker, worker)
+    return orders
+
+
+def test_audit_is_green_on_a_store_the_saga_ran(stub_broker, stub_worker, database):
+    # Given confirmed and declined orders, run through the saga
+    run_orders(stub_broker, stub_worker)
+
+    # When the audit runs over the whole store
+    report = audit(database, grace=SETTLED, full=True)
+
+    # Then every invariant holds, and money adds up to the confirmed totals
+    assert report.findings == []
+    assert report.checked["orders"] == 3
+    assert report.checked["skus"] == 2
+    assert report.money["charged"] - report.money["refunded"] == Decimal("23.00")
+    assert report.money["confirmed_total"] == Decimal("23.00")
+
+
+def test_audit_names_a_charge_kept_for_a_cancelled_order(stub_broker, stub_worker, database):
+    # Given a declined order, and then a charge for it that nothing refunds
+    order = run_orders(stub_broker, stub_worker, methods=("declined-card",))[0]
+    charged = caused_by(
+        PaymentCharged, order, order_id=order.order_id, amount=Decimal("11.50"), reference="r"
+    )
+    EventStore(database).append(payment_stream(order.order_id), 1, [charged])
+
+    # When the audit runs
+    report = audit(database, grace=SETTLED, full=True)
+
+    # Then it names that invariant (and only money-related ones)
+    assert report.broken == ["no_charge_kept_for_cancelled"]
+    assert str(order.order_id) in report.findings[0][1]
+
+
+def test_audit_names_each_invariant_when_acknowledged_writes_are_lost(
+    stub_broker, stub_worker, database
+):
+    # Given orders run through, then writes lost as a crash loses them: a confirmation
+    # (its effects were sent), the saga of another order, and a stock hold
+    first, second, _ = run_orders(stub_broker, stub_worker)
+    log = commits(database)
+    log.delete_one({"stream_id": order_stream(first.order_id), "version": 2})
+    database["sagas"].delete_one({"_id": str(second.order_id)})
+    log.delete_one({"stream_id": sku_stream("A"), "events.type": StockHeld.type_name()})
+
+    # When the audit runs
+    report = audit(database, grace=SETTLED, full=True)
+
+    # Then each broken invariant is named
+    assert set(report.broken) >= {"orders_terminal", "stock_conserved", "read_models_match_log"}
+    details = " ".join(detail for _, detail in report.findings)
+    assert f"order {first.order_id}: neither confirmed nor cancelled" in details
+    assert f"order {second.order_id}: placed, but it has no saga" in details
+
+
+def test_audit_names_a_saga_running_past_its_deadline(stub_broker, stub_worker, database):
+    # Given a saga left in "charging" long past its step deadline
+    order = run_orders(stub_broker, stub_worker, methods=("card",))[0]
+    past = datetime.now(UTC) - timedelta(hours=1)
+    database["sagas"].update_one(
+        {"_id": str(order.order_id)},
+        {"$set": {"status": "charging", "deadline": past, "updated_at": past}},
+    )
+
+    # When the audit runs with the default grace
+    report = audit(database, full=True)
+
+    # Then the saga is named
+    assert "sagas_terminal_by_deadline" in report.broken
+
+
+def test_audit_with_a_budget_resumes_where_the_last_run_stopped(
+    stub_broker, stub_worker, database, monkeypatch
+):
+    # Given three settled orders, and slices of one order
+    run_orders(stub_broker, stub_worker)
+    monkeypatch.setattr(audit_scan, "BATCH", 1)
+
+    # When the audit runs with no time to spare, three times
+    runs = [audit(database, budget_seconds=0, grace=SETTLED) for _ in range(3)]
+
+    # Then each run checked a slice, the next one resumed after it, and the read models
+    # (too slow for no budget) were named as not reached
+    assert [r.checked["orders"] for r in runs] == [1, 1, 1]
+    assert all("read_models_match_log" in r.not_reached for r in runs)
+    assert all(r.healthy for r in runs)
+
+
+def test_audit_notices_a_stream_shorter_than_an_earlier_audit_read(
+    stub_broker, stub_worker, database
+):
+    # Given an audit that read every SKU stream, then a SKU's last commit lost
+    run_orders(stub_broker, stub_worker)
+    audit(database, grace=SETTLED, full=True)
+    last = commits(database).find_one({"stream_id": sku_stream("B")}, sort=[("version", -1)])
+    commits(database).delete_one({"_id": last["_id"]})
+
+    # When the audit runs again
+    report = audit(database, grace=SETTLED, full=True)
+
+    # Then the lost write is named
+    assert "log_intact" in report.broken
+
+
+def test_audit_command_exits_non_zero_naming_the_broken_invariants(
+    stub_broker, stub_worker, database, settings, monkeypatch, capsys
+):
+    # Given a store where a charged order's confirmation became a cancellation
+    order = run_orders(stub_broker, stub_worker, methods=("card",))[0]
+    cancelled = caused_by(
+        OrderCancelled,
+        order,
+        order_id=order.order_id,
+        customer_id=order.customer_id,
+        reason="lost",
+        total=Decimal("11.50"),
+    )
+    commits(database).delete_one({"stream_id": order_stream(order.order_id), "version": 2})
+    EventStore(database).append(order_stream(order.order_id), 1, [cancelled])
+    monkeypatch.setenv("SAGAWORKS_MONGODB_URL", settings.mongodb() or "")
+    monkeypatch.setenv("SAGAWORKS_MONGODB_DB", settings.mongodb_db)
+    capsys.readouterr()
+
+    # When an operator runs the audit, as JSON, then as text
+    code = main(["audit", "--full", "--grace", "0", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    main(["audit", "--full", "--grace", "0"])
+    text = capsys.readouterr().out
+
+    # Then it exits non-zero and names each broken invariant
+    assert code == 1
+    assert data["healthy"] is False
+    assert "no_charge_kept_for_cancelled" in data["broken"]
+    assert "BROKEN no_charge_kept_for_cancelled" in text
