@@ -85,7 +85,9 @@ class EmbeddedMongo:
         return server
 
     def restart(self, timeout: float = 60.0) -> None:
-        """Start the server again on the same port and storage (after it stopped or died)."""
+        """Start the server again on the same port and storage (after it stopped or died).
+        The server is stopped when the *thread* that started it ends (``PR_SET_PDEATHSIG``):
+        restart it from a thread that outlives it."""
         self.process = _spawn(self.command)
         self._wait_ready(timeout)
 
