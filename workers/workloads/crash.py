@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ def run(orders: int, rate: float, kills: int, *, durable: bool = True) -> dict[s
     crash.env = _environment(crash.settings)
     started = time.monotonic()
     try:
-        boot(crash.settings, logging=False)
+        boot(crash.settings)
         crash.services = [_service(crash, "worker", "--processes", "1", "--threads", "4")]
         crash.services.append(_service(crash, "relay"))
         _workload(crash, orders, rate, kills)
@@ -100,6 +101,7 @@ def _settings(url: str, durable: bool) -> Settings:
             "saga_step_deadline_seconds": STEP_DEADLINE,
             "write_concern_w": "majority" if durable else "1",
             "write_concern_journal": durable,
+            "log_level": "WARNING",
         }
     )
 
@@ -198,13 +200,20 @@ def _look_up(crash: Run) -> dict[str, Any]:
     """Every order placed, looked up in the store: is it there, and did it end?"""
     database = connect(crash.settings.mongodb() or "", crash.settings.mongodb_db)
     fates: dict[str, set[str]] = {order_id: set() for order_id in crash.placed}
+    reasons: Counter[str] = Counter()
     streams = [f"order-{order_id}" for order_id in crash.placed]
     query: Document = {"stream_id": {"$in": streams}}
-    for doc in commits(database).find(query, {"stream_id": 1, "events.type": 1}):
+    for doc in commits(database).find(query, {"stream_id": 1, "events": 1}):
         fates[doc["stream_id"].removeprefix("order-")].update(e["type"] for e in doc["events"])
+        reasons.update(
+            e["data"]["reason"].split(":")[0]
+            for e in doc["events"]
+            if e["type"] == "OrderCancelled"
+        )
     database.client.close()
     ended = {"OrderConfirmed", "OrderCancelled"}
     return {
+        "cancelled_by_reason": dict(reasons),
         "orders_in_store": sum(1 for f in fates.values() if "OrderPlaced" in f),
         "orders_terminal": sum(1 for f in fates.values() if f & ended),
         "orders_confirmed": sum(1 for f in fates.values() if "OrderConfirmed" in f),
