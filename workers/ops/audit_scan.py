@@ -244,9 +244,17 @@ def sku_totals(stock: SkuStock, level: Document | None, orders: OrderPass) -> Fi
     name, committed = f"sku {stock.sku}", orders.committed[stock.sku]
     outstanding = stock.held - stock.released - committed
     found: Findings = []
-    if stock.added - committed < 0 or outstanding < 0:
-        found.append(("stock_conserved", f"{name}: {committed} committed, {stock.held} held"))
-    if outstanding and not orders.in_flight:
+    if stock.added < committed:
+        found.append(("stock_conserved", f"{name}: {committed} committed, {stock.added} added"))
+    if outstanding < 0:
+        found.append(
+            (
+                "stock_conserved",
+                f"{name}: held {stock.held} - released {stock.released} - committed "
+                f"{committed} = {outstanding}",
+            )
+        )
+    elif outstanding and not orders.in_flight:
         found.append(("stock_conserved", f"{name}: {outstanding} still reserved, no order open"))
     if level is not None and not orders.in_flight and level.get("committed", 0) != committed:
         found.append(
