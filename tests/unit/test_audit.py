@@ -203,3 +203,18 @@ def test_status_deep_adds_each_broken_invariant_to_what_needs_attention(
     # Then the broken invariant needs attention, and the audit's report is in the output
     assert any("no_charge_kept_for_cancelled" in note for note in result.attention)
     assert extra["audit"]["broken"] == ["no_charge_kept_for_cancelled"]
+
+
+def test_audit_names_a_finished_saga_that_never_sent_its_messages(
+    stub_broker, stub_worker, database
+):
+    # Given a finished saga whose last messages were never sent
+    order = run_orders(stub_broker, stub_worker, methods=("card",))[0]
+    unsent = [{"type": "ConfirmOrder", "data": {}}]
+    database["sagas"].update_one({"_id": str(order.order_id)}, {"$set": {"pending": unsent}})
+
+    # When the audit runs
+    report = audit(database, grace=SETTLED, full=True)
+
+    # Then the saga is named
+    assert report.broken == ["sagas_terminal_by_deadline"]

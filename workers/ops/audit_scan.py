@@ -101,9 +101,8 @@ class OrderPass:
         """The sagas of the slice's orders (a saga whose order left no commit at all is
         found by the deadline check while it runs)."""
         query = {"_id": {"$in": order_ids}}
-        return {
-            d["_id"]: d for d in self.database["sagas"].find(query, {"status": 1, "updated_at": 1})
-        }
+        fields = {"status": 1, "updated_at": 1, "pending.type": 1}
+        return {d["_id"]: d for d in self.database["sagas"].find(query, fields)}
 
     def _check(
         self, facts: dict[str, OrderFacts], sagas: dict[str, Document], report: Report
