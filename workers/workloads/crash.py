@@ -74,7 +74,7 @@ def run(orders: int, rate: float, kills: int, *, durable: bool = True) -> dict[s
         crash.services = [_service(crash, "worker", "--processes", "1", "--threads", "4")]
         crash.services.append(_service(crash, "relay"))
         _workload(crash, orders, rate, kills)
-        quiet = _wait_quiet(crash, timeout=STEP_DEADLINE * 3 + orders / 2)
+        quiet = _wait_quiet(crash, stall=STEP_DEADLINE * 4)
         summary = {**_look_up(crash), **_audit(crash), "quiet": quiet}
     finally:
         _tear_down(crash)
@@ -168,23 +168,26 @@ def _place(crash: Run, orders: int, rate: float, customers: list[uuid.UUID]) -> 
 def _kill_store(crash: Run, kills: int, duration: float) -> None:
     """SIGKILL the store ``kills`` times spread over ``duration``, restarting it each time."""
     for i in range(kills):
-        time.sleep(duration / (kills + 1) if i == 0 else duration / (kills + 1) - 1.0)
+        time.sleep(max(0.0, duration / (kills + 1) - (1.0 if i else 0.0)))
         crash.store.kill()
         crash.kills += 1
         time.sleep(1.0)  # down for a moment: the service retries meanwhile
         crash.store.restart()
 
 
-def _wait_quiet(crash: Run, timeout: float) -> bool:
+def _wait_quiet(crash: Run, stall: float) -> bool:
     """Until every saga is finished and nothing is queued or undispatched, three looks in a
-    row; ``False`` if that never happens (lost writes can leave work that never ends)."""
+    row; ``False`` once the sagas left running stop going down for ``stall`` seconds (lost
+    writes can leave work that never ends), or after half an hour."""
     database = connect(crash.settings.mongodb() or "", crash.settings.mongodb_db)
-    sagas, deadline, calm = SagaStore(database), time.monotonic() + timeout, 0
-    while time.monotonic() < deadline and calm < 3:
+    sagas, calm, started = SagaStore(database), 0, time.monotonic()
+    fewest, moved = len(crash.placed), time.monotonic()
+    while calm < 3 and time.monotonic() - moved < stall and time.monotonic() - started < 1800:
         time.sleep(2.0)
-        busy = sagas.count_running() or sagas.collection.count_documents({}) < len(crash.placed)
-        busy = busy or _queued(crash.settings, database)
-        calm = 0 if busy else calm + 1
+        running = sagas.count_running() + len(crash.placed) - sagas.collection.count_documents({})
+        if running < fewest:
+            fewest, moved = running, time.monotonic()
+        calm = 0 if running or _queued(crash.settings, database) else calm + 1
     database.client.close()
     return calm >= 3
 
