@@ -121,16 +121,18 @@ def test_audit_names_a_saga_running_past_its_deadline(stub_broker, stub_worker, 
 def test_audit_with_a_budget_resumes_where_the_last_run_stopped(
     stub_broker, stub_worker, database, monkeypatch
 ):
-    # Given three settled orders, and slices of one order
+    # Given three settled orders, and the order ids cut in four slices
     run_orders(stub_broker, stub_worker)
-    monkeypatch.setattr(audit_scan, "BATCH", 1)
+    monkeypatch.setattr(audit_scan, "SLICES", ["0", "4", "8", "c"])
 
-    # When the audit runs with no time to spare, three times
-    runs = [audit(database, budget_seconds=0, grace=SETTLED) for _ in range(3)]
+    # When the audit runs with no time to spare, five times
+    runs = [audit(database, budget_seconds=0, grace=SETTLED) for _ in range(5)]
 
-    # Then each run checked a slice, the next one resumed after it, and the read models
-    # (too slow for no budget) were named as not reached
-    assert [r.checked["orders"] for r in runs] == [1, 1, 1]
+    # Then each run checked one slice and the next resumed after it: the first four covered
+    # every order once, the fifth started over; the read models were not reached
+    assert sum(r.checked["orders"] for r in runs[:4]) == 3
+    assert [bool(r.not_reached) for r in runs] == [True, True, True, True, True]
+    assert [r.money != {} for r in runs] == [False, False, False, False, False]
     assert all("read_models_match_log" in r.not_reached for r in runs)
     assert all(r.healthy for r in runs)
 

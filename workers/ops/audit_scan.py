@@ -1,16 +1,17 @@
 """The audit's passes over the log: orders in slices of the order-id space, SKUs incrementally.
 
-Every read is a range of the commits' ``(stream_id, version)`` index: the commits of the
-orders with ids in ``(after, upto]`` are three ranges of stream ids (the ``order-``,
-``payment-`` and ``reservation-`` streams), a SKU's commits after version ``v`` one more.
-A slice's sagas are read by id. (An ``_id`` range would do as well on MongoDB, but
-SecantusDB answers it with a collection scan.)
+Order ids are UUIDs, spread evenly: a slice is the orders whose id starts with one of 256
+two-hex-digit prefixes, and its commits are three ranges of the commits' ``(stream_id,
+version)`` index (the ``order-``, ``payment-`` and ``reservation-`` streams), read unsorted;
+its sagas are read by id. A SKU's commits after version ``v`` are one more range. (No
+``sort`` + ``limit`` over a large range, and no ``_id`` range: SecantusDB sorts every match
+in memory before the limit, and scans the collection for an ``_id`` range.)
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 AUDITS = "audits"
 AUDIT_SKUS = "audit_skus"
 ORDER_STREAMS = ("order-", "payment-", "reservation-")
-BATCH = 500
 END = "~"  # sorts after every id character, and after "@"
 Findings = list[tuple[str, str]]
 Spent = Callable[[], bool]
@@ -36,11 +36,15 @@ Spent = Callable[[], bool]
 STREAM_ORDER = [("stream_id", 1), ("version", 1)]
 
 
-def _streams(prefix: str, after: str, upto: str | None) -> Document:
-    """The stream ids ``prefix + id`` for ids in ``(after, upto]`` (ids have one length)."""
-    if upto is None:
-        return {"$gt": prefix + after, "$lt": prefix + END}
-    return {"$gt": prefix + after, "$lte": prefix + upto}
+SLICES = [f"{n:02x}" for n in range(256)]
+
+
+def _streams(prefix: str, first: str) -> Document:
+    """The stream ids ``prefix + id`` for ids starting with the slice prefix ``first``."""
+    index = SLICES.index(first)
+    upper = prefix + SLICES[index + 1] if index + 1 < len(SLICES) else prefix + END
+    low = prefix if index == 0 else prefix + first
+    return {"$gte": low, "$lt": upper}
 
 
 class OrderPass:
@@ -53,46 +57,34 @@ class OrderPass:
         self.commits = commits(database)
         cursor = database[AUDITS].find_one({"_id": "orders"}) if resume else None
         self.cursor: str = cursor["after"] if cursor else ""
-        self.from_start = self.cursor == ""
         self.complete = False
         self.in_flight = 0
         self.committed: Counter[str] = Counter()
+        self.skus: set[str] = set()
         self.money = {"charged": ZERO, "refunded": ZERO, "confirmed_total": ZERO}
 
     def run(self, report: Report, spent: Spent) -> None:
-        while True:
-            upto = self._next_upto()
-            facts = self._facts(upto)
+        start = SLICES.index(self.cursor) + 1 if self.cursor in SLICES else 0
+        for first in SLICES[start:]:
+            facts = self._facts(first)
             report.add(self._check(facts, self._sagas(list(facts)), report))
-            if upto is None:
-                self.complete, self.cursor = self.from_start, ""
+            self.cursor = first
+            if spent() and first != SLICES[-1]:
+                report.not_reached.append(f"orders after slice {first} of {SLICES[-1]}")
                 break
-            self.cursor = upto
-            if spent():
-                report.not_reached.append(f"orders after {upto}")
-                break
+        else:
+            self.complete, self.cursor = start == 0, ""
         report.checked["orders_in_flight"] += self.in_flight
         if self.complete:
             report.money = dict(self.money)
         if self.resume:
             self._save()
 
-    def _next_upto(self) -> str | None:
-        """The last order id of the next slice; ``None``: the slice runs to the end."""
-        query = {"stream_id": _streams("order-", self.cursor, None)}
-        cursor = self.commits.find(query, {"stream_id": 1}).sort(STREAM_ORDER).limit(3 * BATCH)
-        docs = list(cursor)
-        ids: list[str] = list(dict.fromkeys(d["stream_id"].removeprefix("order-") for d in docs))
-        if len(docs) < 3 * BATCH:
-            return None
-        return ids[-2] if len(ids) > 1 else ids[-1]
-
-    def _facts(self, upto: str | None) -> dict[str, OrderFacts]:
+    def _facts(self, first: str) -> dict[str, OrderFacts]:
         facts: dict[str, OrderFacts] = {}
         for prefix in ORDER_STREAMS:
-            query = {"stream_id": _streams(prefix, self.cursor, upto)}
-            found = self.commits.find(query, COMMIT_FIELDS).sort(STREAM_ORDER).batch_size(1000)
-            for doc in found:
+            query = {"stream_id": _streams(prefix, first)}
+            for doc in self.commits.find(query, COMMIT_FIELDS).batch_size(1000):
                 order_id = doc["stream_id"].removeprefix(prefix)
                 facts.setdefault(order_id, OrderFacts(order_id)).add(doc)
         return facts
@@ -112,6 +104,7 @@ class OrderPass:
             order = facts.get(order_id) or OrderFacts(order_id)
             saga = sagas.get(order_id)
             self.committed += order.committed
+            self.skus.update(order.reserved)
             if not self._settled(order, saga):
                 self.in_flight += 1
                 continue
@@ -167,7 +160,7 @@ class SkuPass:
     def run(self, report: Report, spent: Spent, orders: OrderPass) -> None:
         collection = self.database[InventoryLevels.collection_name]
         levels = {d["_id"]: d for d in collection.find({}, {"_committed": 0})}
-        for sku in self._skus():
+        for sku in sorted(set(levels) | set(self.saved) | orders.skus):
             if spent():
                 report.not_reached.append(f"skus from {sku}")
                 return
@@ -178,14 +171,6 @@ class SkuPass:
                 report.add(sku_totals(stock, levels.get(sku), orders))
             report.checked["skus"] += 1
             self._save(stock)
-
-    def _skus(self) -> Iterator[str]:
-        after = ""
-        while doc := self.commits.find_one(
-            {"stream_id": _streams("sku-", after, None)}, {"stream_id": 1}, sort=STREAM_ORDER
-        ):
-            after = doc["stream_id"].removeprefix("sku-")
-            yield after
 
     def _lost(self, sku: str) -> Findings:
         """A commit an earlier audit folded that the log no longer has."""
