@@ -1,11 +1,21 @@
-"""The MongoDB client factory and the process-wide database handle (one path: pymongo by URL)."""
+"""The MongoDB client factory and the process-wide database handle (one path: pymongo by URL).
+
+Every client this factory makes writes with a write concern that survives a crash of the
+store unless told otherwise: ``w="majority", j=True``. On a replica set a write is then
+acknowledged once a majority of members hold it in their journal; on a single node (a
+standalone mongod, the embedded SecantusDB) "majority" is that node, and ``j`` makes it
+fsync the journal before answering. The event store, saga state and dead letters need it
+(a lost commit or saga step after its effects were sent is a lost acknowledged write), and
+so do the read models: a projection's write precedes the broker's acknowledgement, so a
+lost one is never redelivered.
+"""
 
 from __future__ import annotations
 
 import os
 import re
 import threading
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from pymongo import MongoClient
@@ -13,9 +23,20 @@ from pymongo.database import Database
 
 Document = dict[str, Any]
 
+
+class WriteConcernOptions(TypedDict):
+    """pymongo's write-concern keywords: ``w`` (members, or ``"majority"``) and ``journal``."""
+
+    w: int | str
+    journal: bool
+
+
+#: Acknowledged once on disk on a majority of members (on a single node: on its disk).
+DURABLE: WriteConcernOptions = {"w": "majority", "journal": True}
+
 _lock = threading.Lock()
 _database: Database[Document] | None = None
-_factory: tuple[str, str] | None = None
+_factory: tuple[str, str, WriteConcernOptions] | None = None
 _pid: int | None = None
 
 #: Query or parameter keys whose values are secrets (``authSource``/``authMechanism`` are not).
@@ -60,10 +81,17 @@ def _blunt(text: str) -> str:
     return "***@" + _redact_pairs(text.rpartition("@")[2]) if "@" in text else _redact_pairs(text)
 
 
-def connect(url: str, name: str, **options: Any) -> Database[Document]:
-    """A database handle on ``url`` (a ``mongodb://`` URL); the client pools its connections."""
+def connect(
+    url: str, name: str, write_concern: WriteConcernOptions = DURABLE, **options: Any
+) -> Database[Document]:
+    """A database handle on ``url`` (a ``mongodb://`` URL), writing with ``write_concern``
+    (which overrides ``w`` and ``journal`` in the URL); the client pools its connections."""
     client: MongoClient[Document] = MongoClient(
-        url, tz_aware=True, uuidRepresentation="standard", appname="sagaworks", **options
+        url,
+        tz_aware=True,
+        uuidRepresentation="standard",
+        appname="sagaworks",
+        **{**options, **write_concern},
     )
     return client[name]
 
@@ -75,11 +103,11 @@ def set_database(database: Database[Document]) -> None:
         _database, _factory, _pid = database, None, os.getpid()
 
 
-def configure_database(url: str, name: str) -> None:
+def configure_database(url: str, name: str, write_concern: WriteConcernOptions = DURABLE) -> None:
     """Connect lazily, once per process (a client must not cross a fork)."""
     global _database, _factory, _pid
     with _lock:
-        _database, _factory, _pid = None, (url, name), None
+        _database, _factory, _pid = None, (url, name, write_concern), None
 
 
 def get_database() -> Database[Document]:

@@ -109,10 +109,12 @@ def boot(
     if database is not None:
         set_database(database)
     elif settings.mongodb():
-        configure_database(settings.mongodb() or "", settings.mongodb_db)
+        configure_database(settings.mongodb() or "", settings.mongodb_db, settings.write_concern())
     elif embedded_ok:
-        embedded = EmbeddedMongo.start()
-        configure_database(embedded.url, settings.mongodb_db)
+        embedded = EmbeddedMongo.start(
+            settings.embedded_storage_path, sync_on_commit=settings.embedded_sync_on_commit
+        )
+        configure_database(embedded.url, settings.mongodb_db, settings.write_concern())
     else:
         raise RuntimeError("set SAGAWORKS_MONGODB_URL: this process must share its MongoDB")
     ensure_indexes(get_database())

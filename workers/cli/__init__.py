@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "workers.cli.status",
     "workers.cli.projections",
     "workers.cli.schema",
+    "workers.cli.audit",
 ]
 
 

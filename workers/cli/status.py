@@ -21,6 +21,11 @@ def register(subparsers: Any) -> None:
     status.add_argument(
         "--serve", type=int, metavar="PORT", help="serve the metrics over HTTP on PORT"
     )
+    status.add_argument(
+        "--deep",
+        action="store_true",
+        help="also run the audit (sagaworks audit, 30 s budget): broken invariants need attention",
+    )
     add_json_flag(status)
     status.set_defaults(func=run_status)
 
@@ -41,13 +46,27 @@ def run_status(args: argparse.Namespace) -> int:
     if args.serve:
         return serve(args.serve, lambda: status(settings, database))
     result = status(settings, database)
+    deep = deep_audit(result, database, settings) if args.deep else {}
     if args.prometheus:
         from workers.ops.metrics import exposition  # noqa: PLC0415
 
         sys.stdout.write(exposition(lambda: result).decode())
     else:
-        emit(args, result.asdict(), _text)
+        emit(args, {**result.asdict(), **deep}, _text)
     return 1 if result.attention else 0
+
+
+def deep_audit(result: Any, database: Any, settings: Any) -> dict[str, Any]:
+    """Run the audit and add each broken invariant to what needs attention."""
+    from workers.ops.audit import audit  # noqa: PLC0415
+
+    report = audit(database, budget_seconds=30.0, saga=settings.fulfilment_saga)
+    findings = report.asdict()["findings"]
+    result.attention += [
+        f"invariant {name} broken ({findings[name]['count']}): {findings[name]['first'][0]}"
+        for name in report.broken
+    ]
+    return {"audit": report.asdict()}
 
 
 def serve(port: int, measure: Any) -> int:

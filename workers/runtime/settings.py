@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from readstore.db import redact_url
+from readstore.db import WriteConcernOptions, redact_url
 
 
 class Settings(BaseSettings):
@@ -20,6 +20,17 @@ class Settings(BaseSettings):
     #: MongoDB; unset means an embedded SecantusDB server started for the process.
     mongodb_url: SecretStr | None = None
     mongodb_db: str = "sagaworks"
+    #: Write concern of every write (event store, saga state, dead letters, read models):
+    #: ``"majority"`` or a number of members. With ``write_concern_journal`` a write is
+    #: acknowledged only once it is in the journal on disk, so it survives a crash of the
+    #: store. Lowering either trades that guarantee for throughput (README: Durability).
+    write_concern_w: str = Field(default="majority", pattern=r"^(majority|[1-9][0-9]*)$")
+    write_concern_journal: bool = True
+    #: Where an embedded SecantusDB keeps its data (``:memory:``: nothing survives it). A
+    #: file-backed one fsyncs its journal on every commit unless ``embedded_sync_on_commit``
+    #: is off.
+    embedded_storage_path: str = ":memory:"
+    embedded_sync_on_commit: bool = True
     #: Declare command and saga queues as quorum queues (replicated in a RabbitMQ cluster).
     quorum_queues: bool = False
     #: Put before every queue name, so deployments (or tests) can share a virtual host.
@@ -78,10 +89,16 @@ class Settings(BaseSettings):
     def mongodb(self) -> str | None:
         return self.mongodb_url.get_secret_value() if self.mongodb_url else None
 
+    def write_concern(self) -> WriteConcernOptions:
+        """The write concern for the client, as pymongo's keyword options."""
+        w = self.write_concern_w
+        return {"w": int(w) if w.isdigit() else w, "journal": self.write_concern_journal}
+
     def describe(self) -> dict[str, str]:
         """Where this process connects, with credentials redacted."""
         return {
             "amqp": redact_url(self.amqp() or "") or "in-process broker",
             "mongodb": redact_url(self.mongodb() or "") or "embedded SecantusDB",
             "database": self.mongodb_db,
+            "write_concern": f"w={self.write_concern_w}, j={self.write_concern_journal}",
         }
