@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "workers.cli.status",
     "workers.cli.projections",
     "workers.cli.schema",
+    "workers.cli.console",
 ]
 
 

@@ -10,7 +10,6 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from messages.registry import InvalidMessage, as_current
 from workers.cli.output import add_json_flag, emit, fields, table
 
 _AGO = re.compile(r"^(\d+)([smhd])$")
@@ -138,10 +137,9 @@ def _cut(text: str | None, width: int) -> str:
 
 
 def run_groups(args: argparse.Namespace) -> int:
-    groups = [
-        {**{k: v for k, v in g.items() if k != "_id"}, "group": g["_id"]} for g in _store().groups()
-    ]
-    emit(args, groups, _groups_text)
+    from workers.deadletters.operations import group_rows  # noqa: PLC0415
+
+    emit(args, group_rows(_store()), _groups_text)
     return 0
 
 
@@ -160,22 +158,13 @@ def _group_row(g: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    doc = _store().get(args.id)
+    from workers.deadletters.operations import detail  # noqa: PLC0415
+
+    doc = detail(_store(), args.id)
     if doc is None:
         raise LookupError(f"no dead letter {args.id}")
-    doc["id"] = doc.pop("_id")
-    if doc.get("message"):
-        doc["message"] = _current(doc["message"])
     emit(args, doc, _show_text)
     return 0
-
-
-def _current(message: dict[str, Any]) -> dict[str, Any]:
-    """A message stored before its type evolved, read as the current version."""
-    try:
-        return as_current(message)
-    except InvalidMessage:
-        return message  # shown as stored when it no longer decodes
 
 
 def _show_text(doc: dict[str, Any]) -> str:
@@ -252,16 +241,12 @@ def run_archive(args: argparse.Namespace) -> int:
 
 
 def _retire(args: argparse.Namespace, verb: str) -> int:
-    from workers.deadletters.record import now  # noqa: PLC0415
+    from workers.deadletters.operations import retire  # noqa: PLC0415
 
     store, ids = _chosen(args, verb.rstrip("d"))
     if not _confirm(args, verb, len(ids)):
         return 1
-    done = len(ids)
-    if not args.dry_run and verb == "purged":
-        done = store.purge(ids)
-    elif not args.dry_run:
-        done = store.mark(ids, "archived", {"event": "archived", "at": now(), "by": _by(args)})
+    done = len(ids) if args.dry_run else retire(store, ids, verb, _by(args))
     data = {verb: done, "dry_run": args.dry_run}
     emit(args, data, lambda d: f"{'would be ' if args.dry_run else ''}{verb}: {done}")
     return 0

@@ -57,30 +57,9 @@ def _projection(name: str) -> Any:
 
 
 def list_projections(args: argparse.Namespace) -> int:
-    from readstore.cache import model_version  # noqa: PLC0415
-    from readstore.lag import projection_lag  # noqa: PLC0415
-    from readstore.rebuild import rebuild_states  # noqa: PLC0415
-    from workers.subscribers.projections import PROJECTIONS  # noqa: PLC0415
+    from workers.ops.projections import projection_rows  # noqa: PLC0415 -- after boot
 
-    database = _connect()
-    rebuilds = rebuild_states(database)
-    rows = []
-    for name, (kind, _) in sorted(PROJECTIONS.items()):
-        lag = projection_lag(kind(database))
-        state = rebuilds.get(name) or {}
-        rows.append(
-            {
-                "projection": name,
-                "collection": kind.collection_name,
-                "streams": lag.streams,
-                "position": lag.applied,
-                "committed": lag.committed,
-                "lag": lag.behind,
-                "model_version": model_version(database, name),
-                "rebuild": state.get("phase"),
-                "rebuilt_at": state.get("finished_at"),
-            }
-        )
+    rows = projection_rows(_connect())
     headers = ["projection", "collection", "streams", "position", "lag", "rebuild", "rebuilt_at"]
     emit(args, rows, lambda r: table([[row[h] for h in headers] for row in r], headers))
     return 0

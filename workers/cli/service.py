@@ -40,6 +40,7 @@ def register(subparsers: Any) -> None:
     demo.add_argument("--orders", type=int, default=200, help="orders to place (default 200)")
     demo.add_argument("--customers", type=int, default=20, help="customers (default 20)")
     demo.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
+    demo.add_argument("--console", action="store_true", help="then serve the ops console on it")
     add_json_flag(demo)
     demo.set_defaults(func=run_demo)
 
@@ -131,11 +132,15 @@ def run_publish(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from workers.console.serve import after_demo, kept_for_console  # noqa: PLC0415
     from workers.workloads.demo import run  # noqa: PLC0415 -- heavy imports only for this command
 
-    summary = run(orders=args.orders, customers=args.customers, threads=args.threads)
-    text = summary.pop("_text", "")
-    emit(args, summary, lambda _: text)
+    with kept_for_console(args.console):
+        summary = run(orders=args.orders, customers=args.customers, threads=args.threads)
+        text = summary.pop("_text", "")
+        emit(args, summary, lambda _: text)
+        if args.console:
+            after_demo(summary["database"])
     return 0 if summary.get("consistent") else 1
 
 

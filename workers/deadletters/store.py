@@ -45,6 +45,8 @@ class Selector:
     group: str | None = None
     since: datetime | None = None
     state: str | None = DEAD
+    #: Only entries that last failed before this (the next page of a listing).
+    before: datetime | None = None
 
     def query(self) -> Document:
         query: Document = {}
@@ -59,8 +61,13 @@ class Selector:
         ):
             if value is not None:
                 query[key] = value
+        window: Document = {}
         if self.since is not None:
-            query["last_failed_at"] = {"$gte": self.since}
+            window["$gte"] = self.since
+        if self.before is not None:
+            window["$lt"] = self.before
+        if window:
+            query["last_failed_at"] = window
         return query
 
     @property

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import dramatiq
 import pika
+from dramatiq.brokers.stub import StubBroker
 from pymongo.database import Database
 
 from readstore.db import Document
@@ -109,11 +111,33 @@ def unacked_counts(settings: Settings) -> dict[str, int] | None:
     return {row["name"]: int(row.get("messages_unacknowledged") or 0) for row in rows}
 
 
-def queue_figures(settings: Settings, database: Database[Document]) -> list[QueueFigures]:
+def in_process_counts(
+    broker: dramatiq.Broker, names: list[str]
+) -> tuple[dict[str, int | None], dict[str, int] | None]:
+    """Ready and in-flight messages per queue of the in-process broker (the embedded demo)."""
+    if not isinstance(broker, StubBroker):
+        return dict.fromkeys(names), None
+    ready: dict[str, int | None] = {}
+    held: dict[str, int] = {}
+    for name in names:
+        if name.endswith(".XQ"):
+            ready[name] = len(broker.dead_letters_by_queue.get(name[:-3], []))
+            continue
+        queue = broker.queues.get(name)
+        ready[name] = queue.qsize() if queue is not None else None
+        held[name] = max(queue.unfinished_tasks - queue.qsize(), 0) if queue is not None else 0
+    return ready, held
+
+
+def queue_figures(
+    settings: Settings, database: Database[Document], broker: dramatiq.Broker | None = None
+) -> list[QueueFigures]:
     names = sorted({settings.queue_prefix + base for base in BASE_QUEUES.values()})
     all_names = [n + suffix for n in names for suffix in ("", ".DQ", ".XQ")]
-    ready = ready_counts(settings.amqp() or "", all_names)
-    unacked = unacked_counts(settings)
+    if settings.amqp():
+        ready, unacked = ready_counts(settings.amqp() or "", all_names), unacked_counts(settings)
+    else:
+        ready, unacked = in_process_counts(broker or dramatiq.get_broker(), all_names)
     dead = DeadLetterStore(database).counts_by_queue()
 
     def held(name: str) -> int | None:
@@ -156,15 +180,29 @@ def sagas_by_state(database: Database[Document]) -> dict[str, int]:
     return SagaStore(database).count_by_status()
 
 
-def overdue_sagas(database: Database[Document], grace: timedelta = OVERDUE_GRACE) -> int:
+def overdue_query(grace: timedelta = OVERDUE_GRACE) -> Document:
     """Running sagas whose step deadline passed more than ``grace`` ago: stuck, not slow."""
     cutoff = datetime.now(UTC) - grace
-    query = {"status": {"$nin": sorted(TERMINAL)}, "deadline": {"$lt": cutoff}}
-    return database[SAGAS].count_documents(query)
+    return {"status": {"$nin": sorted(TERMINAL)}, "deadline": {"$lt": cutoff}}
 
 
-def status(settings: Settings, database: Database[Document]) -> Status:
-    queues = queue_figures(settings, database)
+def overdue_sagas(database: Database[Document], grace: timedelta = OVERDUE_GRACE) -> int:
+    return database[SAGAS].count_documents(overdue_query(grace))
+
+
+def stuck_sagas(
+    database: Database[Document], grace: timedelta = OVERDUE_GRACE, limit: int = 50
+) -> list[Document]:
+    """The overdue sagas themselves, longest overdue first (without their history)."""
+    cursor = database[SAGAS].find(overdue_query(grace), {"history": 0}).sort("deadline", 1)
+    return list(cursor.limit(limit))
+
+
+def status(
+    settings: Settings, database: Database[Document], broker: dramatiq.Broker | None = None
+) -> Status:
+    """The figures; without RabbitMQ configured, the queues of the in-process ``broker``."""
+    queues = queue_figures(settings, database, broker)
     undispatched = EventStore(database).count_undispatched()
     result = Status(
         queues=queues,
