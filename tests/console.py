@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import dramatiq
 import uvicorn
+from dramatiq.brokers.stub import StubBroker
 from pydantic import SecretStr
 from pymongo.database import Database
 
@@ -24,7 +25,10 @@ TOKEN = "test-operator-token"
 def make_console(
     settings: Settings, database: Database[Document], broker: dramatiq.Broker, **changes: object
 ) -> Console:
-    settings = settings.model_copy(update={"console_token": SecretStr(TOKEN), **changes})
+    update: dict[str, object] = {"console_token": SecretStr(TOKEN), **changes}
+    if isinstance(broker, StubBroker):
+        update["amqp_url"] = None  # the queues shown are the in-process broker's
+    settings = settings.model_copy(update=update)
     credentials = Credentials.from_settings(settings)
     return Console(settings, database, broker, credentials)
 
