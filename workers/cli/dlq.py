@@ -35,6 +35,9 @@ def register(subparsers: Any) -> None:
     listing.set_defaults(func=run_list)
 
     groups = actions.add_parser("groups", help="dead letters by error type and stack")
+    groups.add_argument(
+        "--recount", action="store_true", help="rebuild the group counts from the entries first"
+    )
     add_json_flag(groups)
     groups.set_defaults(func=run_groups)
 
@@ -139,7 +142,10 @@ def _cut(text: str | None, width: int) -> str:
 def run_groups(args: argparse.Namespace) -> int:
     from workers.deadletters.operations import group_rows  # noqa: PLC0415
 
-    emit(args, group_rows(_store()), _groups_text)
+    store = _store()
+    if args.recount:
+        store.recount()
+    emit(args, group_rows(store), _groups_text)
     return 0
 
 

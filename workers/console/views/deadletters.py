@@ -70,6 +70,15 @@ async def message(request: Request) -> Response:
     return render(request, "dl_message.html", doc=doc, done=done, problem=None, edited=text)
 
 
+def _count(store: DeadLetterStore, form: Any) -> tuple[int, str]:
+    """How many messages an action would touch, and the page to return to."""
+    if form.get("id"):
+        entry_id = str(form["id"])
+        return 1, f"/dead-letters/messages/{quote(entry_id, safe='')}"
+    key = str(form.get("group") or "")
+    return store.count(Selector(group=key)), f"/dead-letters/groups/{quote(key, safe='')}"
+
+
 def _targets(store: DeadLetterStore, form: Any) -> tuple[list[str], str]:
     """The ids an action applies to and the page to return to: one message or a group."""
     if form.get("id"):
@@ -86,8 +95,8 @@ async def confirm(request: Request) -> Response:
     if action not in ACTIONS:
         return PlainTextResponse("unknown action", status_code=400)
     store = store_of(request)
-    ids, back = await run_in_threadpool(_targets, store, request.query_params)
-    context: dict[str, Any] = {"action": action, "count": len(ids)}
+    count, back = await run_in_threadpool(_count, store, request.query_params)
+    context: dict[str, Any] = {"action": action, "count": count}
     context["target"] = dict(request.query_params)
     return render(request, "dl_confirm.html", back=back, **context)
 
