@@ -61,6 +61,7 @@ def register(subparsers: Any) -> None:
 
     bench = actions.add_parser("bench", help="time list, groups and replay over N dead letters")
     bench.add_argument("--count", type=int, default=10_000)
+    bench.add_argument("--replay", type=int, default=None, help="replay only N of them")
     add_json_flag(bench)
     bench.set_defaults(func=run_bench)
 
@@ -272,6 +273,6 @@ def run_ingest(args: argparse.Namespace) -> int:
 def run_bench(args: argparse.Namespace) -> int:
     from workers.workloads.bench_dlq import run  # noqa: PLC0415 -- heavy imports only for this command
 
-    report = run(count=args.count)
+    report = run(count=args.count, replayed=args.replay)
     emit(args, report, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import threading
 from datetime import timedelta
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from messages import Command, registry
 from workers.boot import Runtime, boot
 from workers.cli.output import add_json_flag, emit, fields
+from workers.middleware.metrics import worker_environment
 from workers.runtime.logs import configure_logging
 from workers.runtime.settings import Settings
 
@@ -78,6 +80,8 @@ def run_worker(args: argparse.Namespace) -> int:
     if not settings.amqp_url or not settings.mongodb_url:
         raise RuntimeError("a worker needs SAGAWORKS_AMQP_URL and SAGAWORKS_MONGODB_URL")
     configure_logging(settings.log_level, settings.log_format)
+    if settings.dramatiq_metrics:  # the processes share Dramatiq's figures through files
+        os.environ.update(worker_environment())
     argv = ["workers.app", "--processes", str(args.processes), "--threads", str(args.threads)]
     argv.append("--skip-logging")  # every process logs through structlog, JSON in production
     if args.queues:

@@ -53,9 +53,10 @@ def run_status(args: argparse.Namespace) -> int:
 def serve(port: int, measure: Any) -> int:
     from prometheus_client import REGISTRY, start_http_server  # noqa: PLC0415
 
-    from workers.ops.metrics import StatusCollector  # noqa: PLC0415
+    from workers.ops.metrics import DramatiqCollector, StatusCollector  # noqa: PLC0415
 
     REGISTRY.register(StatusCollector(measure))
+    REGISTRY.register(DramatiqCollector(None))  # what this host's worker processes wrote
     start_http_server(port)
     print(f"serving metrics on :{port}/metrics", file=sys.stderr)
     while True:

@@ -26,7 +26,16 @@ from workers.deadletters.store import DEAD, DeadLetterStore
 
 log = structlog.get_logger("sagaworks.replay")
 #: What a replay reads of an entry.
-REPLAY_FIELDS = {"envelope": 1, "state": 1, "replayable": 1, "queue": 1, "replays": 1}
+REPLAY_FIELDS = {
+    "envelope": 1,
+    "state": 1,
+    "replayable": 1,
+    "queue": 1,
+    "group": 1,
+    "replays": 1,
+}
+#: Entries read, marked and published together (one AMQP transaction on RabbitMQ).
+BATCH = 500
 
 
 @dataclass
@@ -69,7 +78,7 @@ def replay(
     broker: dramatiq.Broker | None = None,
     store: DeadLetterStore | None = None,
     dry_run: bool = False,
-    batch: int = 100,
+    batch: int = BATCH,
 ) -> ReplayReport:
     """Replay the entries ``ids`` (in batches); those that cannot be replayed are skipped."""
     store = store or DeadLetterStore()
@@ -99,7 +108,8 @@ Send = Callable[[list[dramatiq.Message[Any]]], None]
 
 def _send(docs: list[Document], by: str, send: Send, store: DeadLetterStore) -> None:
     ids = [d["_id"] for d in docs]
-    store.mark(ids, "replayed", {"event": "replayed", "at": now(), "by": by})
+    before = {d["_id"]: d for d in docs}
+    store.mark(ids, "replayed", {"event": "replayed", "at": now(), "by": by}, before)
     try:
         send([envelope_for_replay(doc) for doc in docs])
     except Exception as exc:
@@ -123,10 +133,12 @@ def publisher(broker: dramatiq.Broker) -> Iterator[Send]:
     connection = pika.BlockingConnection(broker.parameters)
     channel = connection.channel()
     channel.tx_select()
+    declared: set[str] = set()
 
     def send(messages: list[dramatiq.Message[Any]]) -> None:
-        for queue in {m.queue_name for m in messages}:
+        for queue in {m.queue_name for m in messages} - declared:
             broker.declare_queue(queue, ensure=True)  # a publish to a missing queue is lost
+            declared.add(queue)
         for message in messages:
             properties = pika.BasicProperties(delivery_mode=2)
             channel.basic_publish("", message.queue_name, message.encode(), properties)

@@ -9,7 +9,7 @@ the ``.XQ`` copies RabbitMQ still holds for failures the middleware already reco
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -206,8 +206,15 @@ class DeadLetterStore:
         return self.summary.by_queue(state)
 
     # -- operating -------------------------------------------------------------------------
-    def mark(self, ids: Sequence[str], state: str, event: Document) -> int:
-        """Move ``ids`` to ``state`` and append ``event`` to their history."""
+    def mark(
+        self,
+        ids: Sequence[str],
+        state: str,
+        event: Document,
+        before: Mapping[str, Document] | None = None,
+    ) -> int:
+        """Move ``ids`` to ``state`` and append ``event`` to their history; ``before``: their
+        state, queue and group as the caller just read them (saves reading them again)."""
         if not ids:
             return 0
         update: Document = {
@@ -216,7 +223,7 @@ class DeadLetterStore:
         }
         if event.get("event") == "replayed":
             update["$inc"] = {"replays": 1}
-        before = self.summary.placed(self.entries, ids)
+        before = before if before is not None else self.summary.placed(self.entries, ids)
         result = self.entries.update_many({"_id": {"$in": list(ids)}}, update)
         self.summary.moved(before, state)
         return result.modified_count

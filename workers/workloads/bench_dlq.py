@@ -1,4 +1,5 @@
-"""``sagaworks dlq bench``: seed N dead letters, time list, groups and a replay of them all."""
+"""``sagaworks dlq bench``: seed N dead letters, time the console's pages, list, groups and a
+replay of them all."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from workers.deadletters.replay import replay
 from workers.deadletters.store import DeadLetterStore, Selector
 from workers.runtime.embedded import EmbeddedMongo
 from workers.runtime.settings import Settings
+from workers.workloads.bench_console import pages
 
 ERRORS = [
     ("InvalidMessageError", 'File "workers/broker.py", line 9, in decode_argument'),
@@ -54,6 +56,17 @@ def failures(count: int, queue: str) -> Iterator[Failure]:
         )
 
 
+def seed_store(store: DeadLetterStore, count: int, queue: str, batch: int = 1000) -> None:
+    """Record ``count`` failures through the store's own path, ``batch`` at a time."""
+    chunk: list[Failure] = []
+    for failure in failures(count, queue):
+        chunk.append(failure)
+        if len(chunk) == batch:
+            store.record_many(chunk, copy_in_xq=False)
+            chunk = []
+    store.record_many(chunk, copy_in_xq=False)
+
+
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     begin = time.perf_counter()
     result = fn()
@@ -75,7 +88,11 @@ def bench_database(settings: Settings) -> Iterator[Database[Document]]:
             embedded.stop()
 
 
-def run(count: int = 10_000, settings: Settings | None = None) -> dict[str, Any]:
+def run(
+    count: int = 10_000, settings: Settings | None = None, replayed: int | None = None
+) -> dict[str, Any]:
+    """Seed ``count`` dead letters, time the pages and listings, replay ``replayed`` of them
+    (default all)."""
     settings = settings or Settings()
     if not settings.amqp():
         raise RuntimeError("set SAGAWORKS_AMQP_URL: the replay goes to RabbitMQ")
@@ -84,8 +101,9 @@ def run(count: int = 10_000, settings: Settings | None = None) -> dict[str, Any]
     with bench_database(settings) as database:
         store = DeadLetterStore(database)
         store.indexes()
-        seed, _ = timed(lambda: store.record_many(failures(count, queue), copy_in_xq=False))
-        report = measure(store, broker, queue, count)
+        seed, _ = timed(lambda: seed_store(store, count, queue))
+        report = {**pages(store, broker, settings), **measure(store, broker, queue, replayed)}
+        report["dead_letters"] = count
         report["seed_s"] = seed
         report["store"] = "configured MongoDB" if settings.mongodb() else "embedded SecantusDB"
     for suffix in ("", ".DQ", ".XQ"):
@@ -95,15 +113,15 @@ def run(count: int = 10_000, settings: Settings | None = None) -> dict[str, Any]
 
 
 def measure(
-    store: DeadLetterStore, broker: dramatiq.Broker, queue: str, count: int
+    store: DeadLetterStore, broker: dramatiq.Broker, queue: str, replayed: int | None
 ) -> dict[str, Any]:
     list_s, rows = timed(lambda: store.find(Selector(), 50))
     filtered_s, _ = timed(lambda: store.find(Selector(queue=queue, error="KeyError"), 50))
     groups_s, groups = timed(store.groups)
     ids_s, ids = timed(lambda: store.ids(Selector(queue=queue)))
+    ids = ids[:replayed] if replayed is not None else ids
     replay_s, result = timed(lambda: replay(ids, "bench", broker=broker, store=store))
     return {
-        "dead_letters": count,
         "list_s": list_s,
         "list_filtered_s": filtered_s,
         "groups_s": groups_s,
