@@ -121,7 +121,7 @@ def in_process_counts(
     held: dict[str, int] = {}
     for name in names:
         if name.endswith(".XQ"):
-            ready[name] = len(broker.dead_letters_by_queue.get(name[:-3], []))
+            ready[name] = 0  # no .XQ in process: the middleware records every failure
             continue
         queue = broker.queues.get(name)
         ready[name] = queue.qsize() if queue is not None else None
