@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dramatiq
+import pika
+import structlog
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from pymongo.database import Database
 
@@ -21,6 +23,8 @@ from workers.deadletters.store import DeadLetterStore, Selector
 from workers.runtime.embedded import EmbeddedMongo
 from workers.runtime.settings import Settings
 from workers.workloads.bench_console import pages
+
+log = structlog.get_logger("sagaworks.bench")
 
 ERRORS = [
     ("InvalidMessageError", 'File "workers/broker.py", line 9, in decode_argument'),
@@ -92,24 +96,36 @@ def run(
     count: int = 10_000, settings: Settings | None = None, replayed: int | None = None
 ) -> dict[str, Any]:
     """Seed ``count`` dead letters, time the pages and listings, replay ``replayed`` of them
-    (default all)."""
+    (default all). Each figure is also logged as it is measured."""
     settings = settings or Settings()
     if not settings.amqp():
         raise RuntimeError("set SAGAWORKS_AMQP_URL: the replay goes to RabbitMQ")
     queue = f"dlqbench{uuid.uuid4().hex[:8]}.orders.commands"
     broker = RabbitmqBroker(url=settings.amqp(), confirm_delivery=True, middleware=[])
-    with bench_database(settings) as database:
-        store = DeadLetterStore(database)
-        store.indexes()
-        seed, _ = timed(lambda: seed_store(store, count, queue))
-        report = {**pages(store, broker, settings), **measure(store, broker, queue, replayed)}
-        report["dead_letters"] = count
-        report["seed_s"] = seed
-        report["store"] = "configured MongoDB" if settings.mongodb() else "embedded SecantusDB"
-    for suffix in ("", ".DQ", ".XQ"):
-        broker.channel.queue_delete(queue + suffix)
-    broker.close()
+    try:
+        with bench_database(settings) as database:
+            store = DeadLetterStore(database)
+            store.indexes()
+            seed, _ = timed(lambda: seed_store(store, count, queue))
+            report: dict[str, Any] = {"dead_letters": count, "seed_s": seed}
+            report["store"] = "configured MongoDB" if settings.mongodb() else "embedded SecantusDB"
+            log.info("dlq_bench.measured", **report)
+            report.update(pages(store, broker, settings))
+            log.info("dlq_bench.measured", **report)
+            report.update(measure(store, broker, queue, replayed))
+    finally:
+        remove_queues(settings.amqp() or "", queue)
+        broker.close()
     return report
+
+
+def remove_queues(url: str, queue: str) -> None:
+    """Delete the bench's queues on a fresh connection (the broker's may have gone idle)."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    for suffix in ("", ".DQ", ".XQ"):
+        channel.queue_delete(queue + suffix)
+    connection.close()
 
 
 def measure(
