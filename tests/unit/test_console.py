@@ -155,3 +155,23 @@ def test_metrics_has_dramatiqs_and_ours_on_one_page(
     assert 'dramatiq_messages_total{actor_name="handle_customer_command"' in response.text
     assert "sagaworks_queue_dead_letters" in response.text
     assert "sagaworks_healthy" in response.text
+
+
+def test_basic_auth_from_settings_admits_its_user_only(
+    settings: Settings, database: Database[Document], stub_broker: StubBroker
+) -> None:
+    # Given a console configured for basic auth
+    from pydantic import SecretStr
+
+    basic = settings.model_copy(
+        update={"console_user": "ops", "console_password": SecretStr("s3cret")}
+    )
+    console = make_console(basic, database, stub_broker)
+    with client_for(create_app(console)) as client:
+        # When pages are asked for with the right and a wrong password
+        right = client.get("/dead-letters", auth=("ops", "s3cret"))
+        wrong = client.get("/dead-letters", auth=("ops", "guess"))
+    # Then only the right one is served, and the refusal asks the browser for basic auth
+    assert right.status_code == 200
+    assert wrong.status_code == 401
+    assert wrong.headers["www-authenticate"].startswith("Basic")
