@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test chaos lint bench clean
+.PHONY: demo test chaos lint bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/sagaworks demo
 
-test: $(STAMP)
+# The console's browser tests drive Debian's Chromium; as root, install it when missing.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -q && apt-get install -y -q chromium chromium-driver; } || \
+	  echo "install Debian's chromium and chromium-driver for the console's browser tests"
+
+test: $(STAMP) browser
 	$(BIN)/pytest
 
 # The fault-injection suite, long form (a short form runs in `make test`): a private RabbitMQ

@@ -172,6 +172,28 @@ class SagaStore:
         )
 
 
+def saga_row(doc: Document) -> Document:
+    """A stored saga as a listing shows it: state, reason, deadline, what it still owes."""
+    state = doc.get("state", {})
+    return {
+        "order_id": doc["_id"],
+        "state": doc.get("status"),
+        "reason": state.get("reason"),
+        "deadline": doc.get("deadline"),
+        "pending": [p.get("type") for p in doc.get("pending", [])],
+        "compensations": state.get("compensations", []),
+        "version": doc.get("version"),
+        "created_at": doc.get("created_at"),
+        "updated_at": doc.get("updated_at"),
+    }
+
+
+def timeline(doc: Document) -> list[Document]:
+    """A stored saga's transitions, oldest first, each with the message that caused it."""
+    keys = ("at", "from", "to", "message_type", "message_id", "sent")
+    return [{key: entry.get(key) for key in keys} for entry in doc.get("history", [])]
+
+
 def _fields(
     state: Fulfilment, out: Sequence[Message], now: datetime, *, finished: bool
 ) -> Document:

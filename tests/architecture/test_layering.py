@@ -23,7 +23,13 @@ ALLOWED: dict[str, set[str]] = {
     "workers.subscribers": TOP
     | {"workers.runtime", "workers.write", "workers.publishing", "workers.deadletters"},
     "workers.ops": TOP
-    | {"workers.runtime", "workers.write", "workers.deadletters", "workers.subscribers"},
+    | {
+        "workers.runtime",
+        "workers.write",
+        "workers.deadletters",
+        "workers.middleware",
+        "workers.subscribers",
+    },
     "workers.boot": TOP
     | {
         "workers.runtime",
@@ -42,7 +48,7 @@ ALLOWED: dict[str, set[str]] = {
 ABOVE_THE_WORKER = {
     "workers.console": {"workers.cli", "workers.workloads", "workers.testing"},
     "workers.testing": {"workers.cli", "workers.workloads", "workers.console"},
-    "workers.workloads": {"workers.cli", "workers.console"},
+    "workers.workloads": {"workers.cli"},
     "workers.cli": set(),
 }
 

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "workers.cli.projections",
     "workers.cli.schema",
     "workers.cli.audit",
+    "workers.cli.console",
 ]
 
 

@@ -10,7 +10,6 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from messages.registry import InvalidMessage, as_current
 from workers.cli.output import add_json_flag, emit, fields, table
 
 _AGO = re.compile(r"^(\d+)([smhd])$")
@@ -36,6 +35,9 @@ def register(subparsers: Any) -> None:
     listing.set_defaults(func=run_list)
 
     groups = actions.add_parser("groups", help="dead letters by cause (error type + reason)")
+    groups.add_argument(
+        "--recount", action="store_true", help="rebuild the group counts from the entries first"
+    )
     add_json_flag(groups)
     groups.set_defaults(func=run_groups)
 
@@ -59,6 +61,7 @@ def register(subparsers: Any) -> None:
 
     bench = actions.add_parser("bench", help="time list, groups and replay over N dead letters")
     bench.add_argument("--count", type=int, default=10_000, help="dead letters to create")
+    bench.add_argument("--replay", type=int, default=None, help="replay only N of them")
     add_json_flag(bench)
     bench.set_defaults(func=run_bench)
 
@@ -150,10 +153,12 @@ def _cut(text: str | None, width: int) -> str:
 
 
 def run_groups(args: argparse.Namespace) -> int:
-    groups = [
-        {**{k: v for k, v in g.items() if k != "_id"}, "group": g["_id"]} for g in _store().groups()
-    ]
-    emit(args, groups, _groups_text)
+    from workers.deadletters.operations import group_rows  # noqa: PLC0415
+
+    store = _store()
+    if args.recount:
+        store.recount()
+    emit(args, group_rows(store), _groups_text)
     return 0
 
 
@@ -172,22 +177,13 @@ def _group_row(g: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    doc = _store().get(args.id)
+    from workers.deadletters.operations import detail  # noqa: PLC0415
+
+    doc = detail(_store(), args.id)
     if doc is None:
         raise LookupError(f"no dead letter {args.id}")
-    doc["id"] = doc.pop("_id")
-    if doc.get("message"):
-        doc["message"] = _current(doc["message"])
     emit(args, doc, _show_text)
     return 0
-
-
-def _current(message: dict[str, Any]) -> dict[str, Any]:
-    """A message stored before its type evolved, read as the current version."""
-    try:
-        return as_current(message)
-    except InvalidMessage:
-        return message  # shown as stored when it no longer decodes
 
 
 def _show_text(doc: dict[str, Any]) -> str:
@@ -268,18 +264,12 @@ def run_archive(args: argparse.Namespace) -> int:
 
 
 def _retire(args: argparse.Namespace, verb: str) -> int:
-    from workers.deadletters.record import now  # noqa: PLC0415
-    from workers.deadletters.store import State  # noqa: PLC0415
+    from workers.deadletters.operations import retire  # noqa: PLC0415
 
     store, ids = _chosen(args, verb.rstrip("d"))
     if not _confirm(args, verb, len(ids)):
         return 1
-    done = len(ids)
-    if not args.dry_run and verb == "purged":
-        done = store.purge(ids)
-    elif not args.dry_run:
-        event = {"event": "archived", "at": now(), "by": _by(args)}
-        done = store.mark(ids, State.ARCHIVED, event)
+    done = len(ids) if args.dry_run else retire(store, ids, verb, _by(args))
     data = {verb: done, "dry_run": args.dry_run}
     emit(args, data, lambda d: f"{'would be ' if args.dry_run else ''}{verb}: {done}")
     return 0
@@ -299,6 +289,6 @@ def run_ingest(args: argparse.Namespace) -> int:
 def run_bench(args: argparse.Namespace) -> int:
     from workers.workloads.bench_dlq import run  # noqa: PLC0415 -- heavy imports only for this command
 
-    report = run(count=args.count)
+    report = run(count=args.count, replayed=args.replay)
     emit(args, report, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     return 0

@@ -73,40 +73,12 @@ def _projection(name: str) -> Any:
 
 
 def list_projections(args: argparse.Namespace) -> int:
-    from readstore.rebuild import rebuild_states  # noqa: PLC0415
-    from workers.subscribers.projections import PROJECTIONS  # noqa: PLC0415
+    from workers.ops.projections import projection_rows  # noqa: PLC0415 -- after boot
 
-    database = _connect()
-    rebuilds = rebuild_states(database)
-    rows = [
-        _row(database, kind, rebuilds.get(name) or {})
-        for name, (kind, _) in sorted(PROJECTIONS.items())
-    ]
+    rows = projection_rows(_connect())
     headers = ["projection", "collection", "streams", "position", "lag", "rebuild", "rebuilt_at"]
     emit(args, rows, lambda r: table([[row[h] for h in headers] for row in r], headers))
     return 0 if all(row["lag"] is not None for row in rows) else 1
-
-
-def _row(database: Any, kind: Any, state: dict[str, Any]) -> dict[str, Any]:
-    from readstore.cache import model_version  # noqa: PLC0415
-    from readstore.lag import projection_lag  # noqa: PLC0415
-
-    row: dict[str, Any] = {"projection": kind.name, "collection": kind.collection_name}
-    try:
-        lag = projection_lag(kind(database))
-    except Exception as exc:  # shown in the row: one model must not hide the others
-        row.update(streams=None, position=None, committed=None, lag=None, error=repr(exc))
-    else:
-        row.update(
-            streams=lag.streams, position=lag.applied, committed=lag.committed, lag=lag.behind
-        )
-    row.update(
-        model_version=model_version(database, kind.name),
-        rebuild=state.get("phase"),
-        rebuilt_at=state.get("finished_at"),
-        rebuild_holder=state.get("holder"),
-    )
-    return row
 
 
 class _Bar:

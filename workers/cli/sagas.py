@@ -86,18 +86,9 @@ def _store() -> Any:
 
 
 def _row(doc: dict[str, Any]) -> dict[str, Any]:
-    state = doc.get("state", {})
-    return {
-        "order_id": doc["_id"],
-        "state": doc.get("status"),
-        "reason": state.get("reason"),
-        "deadline": doc.get("deadline"),
-        "pending": [p.get("type") for p in doc.get("pending", [])],
-        "compensations": state.get("compensations", []),
-        "version": doc.get("version"),
-        "created_at": doc.get("created_at"),
-        "updated_at": doc.get("updated_at"),
-    }
+    from sagas.store import saga_row  # noqa: PLC0415
+
+    return saga_row(doc)
 
 
 def list_sagas(args: argparse.Namespace) -> int:
@@ -172,11 +163,10 @@ def show_saga(args: argparse.Namespace) -> int:
     if doc is None:
         emit(args, {"saga": None}, lambda _: f"saga {args.order_id}: not found")
         return 1
+    from sagas.store import timeline as saga_timeline  # noqa: PLC0415
+
     row = _row(doc)
-    timeline = [
-        {key: entry.get(key) for key in ("at", "from", "to", "message_type", "message_id", "sent")}
-        for entry in doc.get("history", [])
-    ]
+    timeline = saga_timeline(doc)
     emit(args, {"saga": row, "timeline": timeline}, lambda _: _show_text(row, timeline))
     return 0
 

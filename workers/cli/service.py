@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import threading
 from datetime import timedelta
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from messages import Command, registry
 from workers.boot import Runtime, boot
 from workers.cli.output import add_json_flag, emit, fields
+from workers.middleware.metrics import worker_environment
 from workers.runtime.logs import configure_logging
 from workers.runtime.settings import Settings
 
@@ -40,6 +42,7 @@ def register(subparsers: Any) -> None:
     demo.add_argument("--orders", type=int, default=200, help="orders to place (default 200)")
     demo.add_argument("--customers", type=int, default=20, help="customers (default 20)")
     demo.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
+    demo.add_argument("--console", action="store_true", help="then serve the ops console on it")
     add_json_flag(demo)
     demo.set_defaults(func=run_demo)
 
@@ -77,6 +80,8 @@ def run_worker(args: argparse.Namespace) -> int:
     if not settings.amqp_url or not settings.mongodb_url:
         raise RuntimeError("a worker needs SAGAWORKS_AMQP_URL and SAGAWORKS_MONGODB_URL")
     configure_logging(settings.log_level, settings.log_format)
+    if settings.dramatiq_metrics:  # the processes share Dramatiq's figures through files
+        os.environ.update(worker_environment())
     argv = ["workers.app", "--processes", str(args.processes), "--threads", str(args.threads)]
     argv.append("--skip-logging")  # every process logs through structlog, JSON in production
     if args.queues:
@@ -190,11 +195,15 @@ def _publish_text(d: dict[str, Any]) -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from workers.console.serve import after_demo, kept_for_console  # noqa: PLC0415
     from workers.workloads.demo import run  # noqa: PLC0415 -- heavy imports only for this command
 
-    summary = run(orders=args.orders, customers=args.customers, threads=args.threads)
-    text = summary.pop("_text", "")
-    emit(args, summary, lambda _: text)
+    with kept_for_console(args.console):
+        summary = run(orders=args.orders, customers=args.customers, threads=args.threads)
+        text = summary.pop("_text", "")
+        emit(args, summary, lambda _: text)
+        if args.console:
+            after_demo(summary["database"])
     return 0 if summary.get("consistent") else 1
 
 

@@ -72,9 +72,10 @@ def deep_audit(result: Any, database: Any, settings: Any) -> dict[str, Any]:
 def serve(port: int, measure: Any) -> int:
     from prometheus_client import REGISTRY, start_http_server  # noqa: PLC0415
 
-    from workers.ops.metrics import StatusCollector  # noqa: PLC0415
+    from workers.ops.metrics import DramatiqCollector, StatusCollector  # noqa: PLC0415
 
     REGISTRY.register(StatusCollector(measure))
+    REGISTRY.register(DramatiqCollector(None))  # what this host's worker processes wrote
     start_http_server(port)
     print(f"serving metrics on :{port}/metrics", file=sys.stderr)
     while True:

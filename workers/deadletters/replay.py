@@ -32,7 +32,7 @@ from workers.runtime.progress import progress_bar
 
 log = structlog.get_logger("sagaworks.replay")
 #: What a replay reads of an entry.
-REPLAY_FIELDS = {"envelope": 1, "state": 1, "replayable": 1, "queue": 1, "replays": 1}
+REPLAY_FIELDS = {"envelope": 1, "state": 1, "replayable": 1, "queue": 1, "group": 1, "replays": 1}
 #: How long a replay owns the entries it claimed; it never commits a batch past it.
 DEFAULT_LEASE_SECONDS = 60.0
 
@@ -101,6 +101,8 @@ def replay(
             ready = [d["_id"] for d in docs if not _skip(d, report)]
             if ready and not dry_run:
                 ready = _replay_batch(ready, by, send=send, store=store, lease=lease, report=report)
+                sent = set(ready)
+                store.summary.moved({d["_id"]: d for d in docs if d["_id"] in sent}, REPLAYED)
             report.replayed += ready
         show(len(ids))
         settle(store, send)

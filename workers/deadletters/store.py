@@ -9,9 +9,9 @@ the ``.XQ`` copies RabbitMQ still holds for failures the middleware already reco
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -21,8 +21,11 @@ from pymongo.database import Database
 
 from readstore.db import Document, get_database
 from workers.deadletters.record import Failure, now
+from workers.deadletters.summary import Span, Summary
 
 COLLECTION = "dead_letters"
+#: The narrowest time window a listing reads.
+WINDOW = timedelta(milliseconds=50)
 HISTORY_KEPT = 50
 
 
@@ -60,7 +63,9 @@ class Selector:
     error: str | None = None
     group: str | None = None
     since: datetime | None = None
-    state: State | None = DEAD
+    state: str | None = DEAD
+    #: Only entries that last failed before this (the next page of a listing).
+    before: datetime | None = None
 
     def query(self) -> Document:
         query: Document = {}
@@ -75,8 +80,13 @@ class Selector:
         ):
             if value is not None:
                 query[key] = str(value)
+        window: Document = {}
         if self.since is not None:
-            query["last_failed_at"] = {"$gte": self.since}
+            window["$gte"] = self.since
+        if self.before is not None:
+            window["$lt"] = self.before
+        if window:
+            query["last_failed_at"] = window
         return query
 
     @property
@@ -88,22 +98,30 @@ class DeadLetterStore:
     def __init__(self, database: Database[Document] | None = None) -> None:
         self.database = database if database is not None else get_database()
         self.entries: Collection[Document] = self.database[COLLECTION]
+        self.summary = Summary(self.database)
 
     def indexes(self) -> None:
-        self.entries.create_index([("state", ASCENDING), ("last_failed_at", DESCENDING)])
-        self.entries.create_index([("queue", ASCENDING), ("state", ASCENDING)])
-        self.entries.create_index([("group", ASCENDING), ("state", ASCENDING)])
+        """Each listing's filter is an index prefix followed by the failure time, so a page
+        reads one bounded range of one index."""
+        for prefix in ([("state", ASCENDING)], [("queue", ASCENDING), ("state", ASCENDING)]):
+            self.entries.create_index([*prefix, ("last_failed_at", DESCENDING)])
+        self.entries.create_index(
+            [("group", ASCENDING), ("state", ASCENDING), ("last_failed_at", DESCENDING)]
+        )
 
     # -- recording -------------------------------------------------------------------------
     def record(self, failure: Failure, *, copy_in_xq: bool) -> None:
         """Store one dead-lettering; ``copy_in_xq``: RabbitMQ also holds it in ``.XQ``."""
-        self.entries.bulk_write([_upsert(failure, copy_in_xq)])
+        self.record_many([failure], copy_in_xq=copy_in_xq)
 
     def record_many(self, failures: Iterable[Failure], *, copy_in_xq: bool) -> int:
-        ops = [_upsert(f, copy_in_xq) for f in failures]
-        if ops:
-            self.entries.bulk_write(ops, ordered=True)
-        return len(ops)
+        chosen = list(failures)
+        if not chosen:
+            return 0
+        before = self.summary.placed(self.entries, [f.key for f in chosen])
+        self.entries.bulk_write([_upsert(f, copy_in_xq) for f in chosen], ordered=True)
+        self.summary.recorded(chosen, before)
+        return len(chosen)
 
     def claim_xq_copies(self, keys: Sequence[str]) -> Counter[str]:
         """Of ``keys`` (one per ``.XQ`` copy), those whose failure is already recorded.
@@ -124,8 +142,36 @@ class DeadLetterStore:
 
     # -- reading ---------------------------------------------------------------------------
     def find(self, selector: Selector, limit: int = 50) -> list[Document]:
-        cursor = self.entries.find(selector.query(), SUMMARY).sort("last_failed_at", DESCENDING)
-        return list(cursor.limit(max(limit, 1)))
+        """The newest ``limit`` entries ``selector`` picks, read in bounded time windows.
+
+        The windows start at the newest failure the summary knows of, about twice the width
+        a page needs at the selection's average rate, and double until the page is full or
+        the oldest failure is passed: no query reads more than a few pages' worth of
+        entries, even from a store that sorts before it limits."""
+        limit = max(limit, 1)
+        span = None if selector.ids else self._span(selector)
+        if span is None:
+            cursor = self.entries.find(selector.query(), SUMMARY).sort("last_failed_at", -1)
+            return list(cursor.limit(limit))
+        return self._windows(selector, span, limit)
+
+    def _span(self, selector: Selector) -> Span | None:
+        rows = self.summary.matching(selector.state, selector.group, selector.queue, selector.error)
+        return self.summary.span(rows, selector.state)
+
+    def _windows(self, selector: Selector, span: Span, limit: int) -> list[Document]:
+        oldest = max(span.first, selector.since) if selector.since else span.first
+        upper = span.last + timedelta(milliseconds=1)
+        upper = min(upper, selector.before) if selector.before else upper
+        width = max((span.last - span.first) * (2 * limit) / max(span.count, 1), WINDOW)
+        found: list[Document] = []
+        while len(found) < limit and upper > oldest:
+            lower = max(upper - width, oldest)
+            window = Selector(**{**vars(selector), "since": lower, "before": upper})
+            cursor = self.entries.find(window.query(), SUMMARY).sort("last_failed_at", -1)
+            found += cursor.limit(limit - len(found))
+            upper, width = lower, width * 2
+        return found
 
     def get(self, entry_id: str) -> Document | None:
         return self.entries.find_one({"_id": entry_id})
@@ -133,8 +179,27 @@ class DeadLetterStore:
     def ids(self, selector: Selector) -> list[str]:
         return [d["_id"] for d in self.entries.find(selector.query(), {"_id": 1})]
 
-    def groups(self, state: State = DEAD) -> list[Document]:
-        """Entries grouped by cause (error type + normalised reason), largest group first."""
+    def groups(self, state: str = DEAD, limit: int | None = None) -> list[Document]:
+        """Entries grouped by error type and stack fingerprint, largest group first (read
+        from the summary, rebuilt first when a store written before it has none)."""
+        if self.summary.empty() and self.entries.find_one({}, {"_id": 1}) is not None:
+            self.summary.recount(self.entries)
+        return self.summary.groups(state, limit)
+
+    def count(self, selector: Selector) -> int:
+        """How many entries ``selector`` picks (from the summary for a group or queue)."""
+        if selector.ids or selector.actor or selector.since or selector.before:
+            return len(self.ids(selector))
+        rows = self.summary.matching(selector.state, selector.group, selector.queue, selector.error)
+        span = self.summary.span(rows, selector.state)
+        return span.count if span else 0
+
+    def recount(self) -> int:
+        """Rebuild the summary from the entries; how many (group, queue) rows it has."""
+        return self.summary.recount(self.entries)
+
+    def aggregated_groups(self, state: str = DEAD) -> list[Document]:
+        """The groups aggregated from the entries themselves (what the summary must equal)."""
         pipeline: list[Document] = [
             {"$match": {"state": str(state)}},
             {
@@ -154,16 +219,19 @@ class DeadLetterStore:
         ]
         return list(self.entries.aggregate(pipeline))
 
-    def counts_by_queue(self, state: State = DEAD) -> dict[str, int]:
-        pipeline: list[Document] = [
-            {"$match": {"state": str(state)}},
-            {"$group": {"_id": "$queue", "count": {"$sum": 1}}},
-        ]
-        return {d["_id"]: d["count"] for d in self.entries.aggregate(pipeline)}
+    def counts_by_queue(self, state: str = DEAD) -> dict[str, int]:
+        return self.summary.by_queue(state)
 
     # -- operating -------------------------------------------------------------------------
-    def mark(self, ids: Sequence[str], state: State, event: Document) -> int:
-        """Move ``ids`` to ``state`` and append ``event`` to their history."""
+    def mark(
+        self,
+        ids: Sequence[str],
+        state: str,
+        event: Document,
+        before: Mapping[str, Document] | None = None,
+    ) -> int:
+        """Move ``ids`` to ``state`` and append ``event`` to their history; ``before``: their
+        state, queue and group as the caller just read them (saves reading them again)."""
         if not ids:
             return 0
         update: Document = {
@@ -172,7 +240,9 @@ class DeadLetterStore:
         }
         if event.get("event") == "replayed":
             update["$inc"] = {"replays": 1}
+        before = before if before is not None else self.summary.placed(self.entries, ids)
         result = self.entries.update_many({"_id": {"$in": list(ids)}}, update)
+        self.summary.moved(before, state)
         return result.modified_count
 
     def is_recorded(self, entry_id: str) -> bool:
@@ -184,17 +254,26 @@ class DeadLetterStore:
         """The message of ``entry_id`` was processed after all: its record stops counting as
         dead, and its history says how. ``False`` when there was nothing to resolve."""
         event = {"event": "resolved", "at": now(), "reason": how}
-        result = self.entries.update_one(
-            {"_id": entry_id, "state": {"$in": [DEAD, REPLAYED]}},
+        before = self.entries.find_one_and_update(
+            {"_id": entry_id, "state": {"$in": [str(DEAD), str(REPLAYED)]}},
             {
-                "$set": {"state": RESOLVED, "updated_at": event["at"]},
+                "$set": {"state": str(RESOLVED), "updated_at": event["at"]},
                 "$push": {"history": {"$each": [event], "$slice": -HISTORY_KEPT}},
             },
+            projection={"state": 1, "queue": 1, "group": 1},
         )
-        return result.modified_count == 1
+        if before is None:
+            return False
+        self.summary.moved({entry_id: before}, RESOLVED)
+        return True
 
     def purge(self, ids: Sequence[str]) -> int:
-        return self.entries.delete_many({"_id": {"$in": list(ids)}}).deleted_count if ids else 0
+        if not ids:
+            return 0
+        before = self.summary.placed(self.entries, ids)
+        deleted = self.entries.delete_many({"_id": {"$in": list(ids)}}).deleted_count
+        self.summary.moved(before, None)
+        return deleted
 
 
 def _upsert(failure: Failure, copy_in_xq: bool) -> UpdateOne:

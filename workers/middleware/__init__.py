@@ -15,6 +15,7 @@ from dramatiq.middleware import (
 from workers.middleware.dead_letters import DeadLetters
 from workers.middleware.faults import FaultInjection
 from workers.middleware.log_context import LogContext
+from workers.middleware.metrics import DramatiqMetrics
 from workers.middleware.periodic import Periodic
 from workers.middleware.replies import Replies
 from workers.middleware.retries import GuardedRetries
@@ -42,6 +43,8 @@ def default_middleware(settings: Settings) -> list[Middleware]:
         DeadLetters(settings),
         Periodic(),
     ]
+    if settings.dramatiq_metrics:
+        stack.append(DramatiqMetrics())
     if settings.fault_failure_rate > 0 or settings.fault_duplicate_rate > 0:
         stack.append(FaultInjection.from_settings(settings))
     return stack

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
+import dramatiq
+from dramatiq.middleware.prometheus import DB_PATH
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 
+from workers.middleware.metrics import DramatiqMetrics
 from workers.ops.status import Status
 
 
@@ -68,8 +75,35 @@ def projection_metrics(result: Status) -> Iterator[Metric]:
     yield parked
 
 
-def exposition(measure: Callable[[], Status]) -> bytes:
-    """The metrics in Prometheus' text format."""
+class DramatiqCollector:
+    """Dramatiq's own metrics: of the in-process workers on ``broker`` when it has any, else
+    those the worker processes of this host wrote to Dramatiq's shared directory."""
+
+    def __init__(self, broker: dramatiq.Broker | None, path: str = DB_PATH) -> None:
+        self.broker = broker
+        self.path = path
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        middleware = [m for m in getattr(self.broker, "middleware", []) if _booted(m)]
+        if middleware:
+            yield from middleware[0].collect()
+        elif os.path.isdir(self.path) and any(f.endswith(".db") for f in os.listdir(self.path)):
+            yield from MultiProcessCollector(None, self.path).collect()  # type: ignore[no-untyped-call]
+
+
+def _booted(middleware: Any) -> bool:
+    return isinstance(middleware, DramatiqMetrics) and hasattr(middleware, "total_messages")
+
+
+def exposition(measure: Callable[[], Status], broker: dramatiq.Broker | None = None) -> bytes:
+    """The metrics in Prometheus' text format: ours, then Dramatiq's."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatusCollector(measure))
+    registry.register(DramatiqCollector(broker))
     return generate_latest(registry)
+
+
+__all__ = ["CONTENT_TYPE", "DramatiqCollector", "StatusCollector", "exposition"]

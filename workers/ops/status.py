@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import dramatiq
 import pika
+from dramatiq.brokers.stub import StubBroker
 from pymongo.database import Database
 
 from readstore.db import Document
@@ -137,12 +139,46 @@ def unacked_counts(settings: Settings) -> dict[str, int] | None:
     return {row["name"]: int(row.get("messages_unacknowledged") or 0) for row in rows}
 
 
+def in_process_counts(
+    broker: dramatiq.Broker, names: list[str]
+) -> tuple[dict[str, int | None], dict[str, int] | None]:
+    """Ready and in-flight messages per queue of the in-process broker (the embedded demo)."""
+    if not isinstance(broker, StubBroker):
+        return dict.fromkeys(names), None
+    ready: dict[str, int | None] = {}
+    held: dict[str, int] = {}
+    for name in names:
+        if name.endswith(".XQ"):
+            ready[name] = 0  # no .XQ in process: the middleware records every failure
+            continue
+        queue = broker.queues.get(name)
+        ready[name] = queue.qsize() if queue is not None else None
+        held[name] = max(queue.unfinished_tasks - queue.qsize(), 0) if queue is not None else 0
+    return ready, held
+
+
+def queue_names(settings: Settings) -> list[str]:
+    return sorted({settings.queue_prefix + base for base in BASE_QUEUES.values()})
+
+
+def queue_counts(
+    settings: Settings, broker: dramatiq.Broker | None = None
+) -> tuple[dict[str, int | None], dict[str, int] | None]:
+    """Ready messages per queue (and .DQ, .XQ), and unacknowledged ones (``None``: unknown):
+    from RabbitMQ when it is configured, else from the in-process ``broker``."""
+    names = [n + suffix for n in queue_names(settings) for suffix in ("", ".DQ", ".XQ")]
+    if settings.amqp():
+        return ready_counts(settings.amqp() or "", names), unacked_counts(settings)
+    return in_process_counts(broker or dramatiq.get_broker(), names)
+
+
 def queue_figures(
-    settings: Settings, database: Database[Document], unacked: dict[str, int] | None
+    settings: Settings,
+    database: Database[Document],
+    counts: tuple[dict[str, int | None], dict[str, int] | None],
 ) -> list[QueueFigures]:
-    names = sorted({settings.queue_prefix + base for base in BASE_QUEUES.values()})
-    all_names = [n + suffix for n in names for suffix in ("", ".DQ", ".XQ")]
-    ready = ready_counts(settings.amqp() or "", all_names)
+    names = queue_names(settings)
+    ready, unacked = counts
     dead = DeadLetterStore(database).counts_by_queue()
 
     def held(name: str) -> int | None:
@@ -224,16 +260,31 @@ def sagas_by_state(database: Database[Document]) -> dict[str, int]:
     return SagaStore(database).count_by_status()
 
 
-def overdue_sagas(database: Database[Document], grace: timedelta = OVERDUE_GRACE) -> int:
+def overdue_query(grace: timedelta = OVERDUE_GRACE) -> Document:
     """Running sagas whose step deadline passed more than ``grace`` ago: stuck, not slow."""
     cutoff = datetime.now(UTC) - grace
-    query = {"status": {"$nin": sorted(TERMINAL)}, "deadline": {"$lt": cutoff}}
-    return database[SAGAS].count_documents(query)
+    return {"status": {"$nin": sorted(TERMINAL)}, "deadline": {"$lt": cutoff}}
 
 
-def status(settings: Settings, database: Database[Document]) -> Status:
-    unacked = unacked_counts(settings)
-    queues = queue_figures(settings, database, unacked)
+def overdue_sagas(database: Database[Document], grace: timedelta = OVERDUE_GRACE) -> int:
+    return database[SAGAS].count_documents(overdue_query(grace))
+
+
+def stuck_sagas(
+    database: Database[Document], grace: timedelta = OVERDUE_GRACE, limit: int = 50
+) -> list[Document]:
+    """The overdue sagas themselves, longest overdue first (without their history)."""
+    cursor = database[SAGAS].find(overdue_query(grace), {"history": 0}).sort("deadline", 1)
+    return list(cursor.limit(limit))
+
+
+def status(
+    settings: Settings, database: Database[Document], broker: dramatiq.Broker | None = None
+) -> Status:
+    """The figures; without RabbitMQ configured, the queues of the in-process ``broker``."""
+    counts = queue_counts(settings, broker)
+    unacked = counts[1]
+    queues = queue_figures(settings, database, counts)
     parked = EventStore(database).commits.count_documents({"parked": {"$ne": None}})
     undispatched = EventStore(database).count_undispatched() - parked
     result = Status(

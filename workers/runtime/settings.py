@@ -80,6 +80,18 @@ class Settings(BaseSettings):
     #: aggregate's ``SNAPSHOT_EVERY``. From the environment as JSON.
     snapshot_every: dict[str, int] = Field(default_factory=dict)
 
+    #: The ops console (``sagaworks console``): where it listens, who may use it. An operator
+    #: signs in with the token (and their name) or with basic auth; with neither set, a
+    #: one-off token is made at start and printed. Read-only: every action is refused.
+    console_host: str = "127.0.0.1"
+    console_port: int = Field(default=8077, ge=0, le=65535)
+    console_token: SecretStr | None = None
+    console_user: str | None = None
+    console_password: SecretStr | None = None
+    console_read_only: bool = False
+    #: Dramatiq's own Prometheus middleware (messages, durations, errors per actor).
+    dramatiq_metrics: bool = True
+
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
 

@@ -38,7 +38,7 @@ from readstore.db import Document, connect
 from readstore.eventlog import commits
 from sagas.store import SagaStore
 from workers.boot import boot
-from workers.ops.status import queue_figures, unacked_counts
+from workers.ops.status import queue_counts, queue_figures
 from workers.publishing import publish
 from workers.runtime.broker import BASE_QUEUES
 from workers.runtime.embedded import EmbeddedMongo
@@ -194,7 +194,7 @@ def _wait_quiet(crash: Run, stall: float) -> bool:
 
 def _queued(settings: Settings, database: Any) -> bool:
     undispatched = commits(database).count_documents({"dispatched": False})
-    figures = queue_figures(settings, database, unacked_counts(settings))
+    figures = queue_figures(settings, database, queue_counts(settings))
     held = sum((q.ready or 0) + (q.unacked or 0) + (q.delayed or 0) for q in figures)
     return bool(held or undispatched)
 
