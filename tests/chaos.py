@@ -11,7 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.faults import Fault, Stack, as_json, run_schedule, table
+from tests.fault_runs import as_json, run_schedule, table
+from tests.faults import Fault, Stack
 
 DEFAULT = "none,kill_worker:2,pause_store:20,pause_store:45,kill_relay:30,restart_broker:10,soak"
 

@@ -8,7 +8,7 @@ the broker restarted); then the run waits until every order is terminal and meas
 long that took after the fault ended. Every batch ends with the same checks: invariants,
 read models, no dead letter, no parked stream, ``sagaworks status`` healthy.
 
-    with Stack.started(workdir) as stack:
+    with Stack.started(workdir) as stack:  # run_schedule is in tests.fault_runs
         results = run_schedule(stack, [Fault("kill_worker"), Fault("pause_store", 20)], 100)
 """
 
@@ -17,33 +17,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
-from decimal import Decimal
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from messages.customers import RegisterCustomer
-from messages.inventory import AddStock
 from readstore.db import Document
-from readstore.projection import parked_streams
-from sagas.fulfilment import TERMINAL
 from tests.private_rabbit import PrivateRabbit, free_port
-from workers.deadletters.store import DEAD
-from workers.ops.invariants import check_fulfilment
-from workers.ops.verify import verify_read_models
 from workers.runtime.settings import Settings
-from workers.workloads.demo import CATALOG, random_order
 
 SAGAWORKS = str(Path(sys.executable).parent / "sagaworks")
 #: The store's URL as the processes use it: driver timeouts short enough for a pause to pass.
@@ -236,55 +225,6 @@ def settings_from(env: dict[str, str]) -> Settings:
     return Settings(**known, _env_file=None)  # type: ignore[call-arg]
 
 
-# -- the workload ----------------------------------------------------------------------------
-class Workload:
-    """Customers, stock and orders published from this process (``publish()`` rides through
-    broker outages on its own)."""
-
-    def __init__(self, stack: Stack, customers: int = 10, seed: int = 11) -> None:
-        from workers.boot import boot
-        from workers.publishing import publish
-
-        self.publish = publish
-        self.runtime = boot(stack.settings, logging=False, embedded_ok=False)
-        self.rng = random.Random(seed)
-        self.customers = [uuid.uuid4() for _ in range(customers)]
-        receipts = []
-        for i, customer in enumerate(self.customers):
-            limit = Decimal("40") if i % 10 == 9 else Decimal("10000")
-            name, email = f"Customer {i}", f"c{i}@example.com"
-            receipts.append(
-                self.publish(
-                    RegisterCustomer(
-                        customer_id=customer, name=name, email=email, payment_limit=limit
-                    )
-                )
-            )
-        for receipt in receipts:  # orders of unknown customers would be rejected
-            if receipt.wait(120) is None:
-                raise TimeoutError("the worker did not register the customers")
-        self.placed: list[str] = []
-
-    def restock(self, orders: int) -> None:
-        demand = max(1, orders * 4 // len(CATALOG))
-        for sku, _ in CATALOG:
-            quantity = self.rng.randint(demand * 3 // 5 + 1, demand)
-            self.publish(AddStock(sku=sku, quantity=quantity), timeout=120)
-
-    def place(self, count: int, rate: float) -> None:
-        for _ in range(count):
-            order = random_order(self.rng, self.rng.choice(self.customers), declined_share=0.1)
-            self.publish(order, timeout=120)
-            self.placed.append(str(order.order_id))
-            time.sleep(1 / rate if rate > 0 else 0)
-
-    def unfinished(self, database: Database[Document]) -> int:
-        done = database["sagas"].count_documents(
-            {"_id": {"$in": self.placed}, "status": {"$in": sorted(TERMINAL)}, "pending": []}
-        )
-        return len(self.placed) - done
-
-
 # -- faults ----------------------------------------------------------------------------------
 def strike(stack: Stack, fault: Fault) -> None:
     """Inflict ``fault`` and end it (restart what was killed, resume what was paused)."""
@@ -311,88 +251,3 @@ def strike(stack: Stack, fault: Fault) -> None:
         )
     elif fault.kind != "none":
         raise ValueError(f"unknown fault {fault.kind!r}; one of {', '.join(KINDS)}")
-
-
-def say(text: str) -> None:
-    print(f"[faults {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
-def run_batch(stack: Stack, workload: Workload, fault: Fault, orders: int, rate: float) -> Outcome:
-    """``orders`` orders with ``fault`` striking halfway; then wait and check everything."""
-    outcome = Outcome(fault.label, orders)
-    workload.placed = []
-    workload.restock(orders)
-    workload.place(orders // 2, rate)
-    say(f"{fault.label}: striking")
-    striker = threading.Thread(target=strike, args=(stack, fault))
-    striker.start()
-    workload.place(orders - orders // 2, rate)
-    striker.join()
-    ended = time.monotonic()
-    database = stack.database()
-    deadline = ended + 240 + orders
-    while workload.unfinished(database) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    outcome.recovery_seconds = round(time.monotonic() - ended, 1)
-    say(f"{fault.label}: {workload.unfinished(database)} unfinished, {outcome.recovery_seconds} s")
-    if fault.kind == "soak":  # back to a worker without injected faults
-        stack.kill(stack.worker)
-        stack.start_worker()
-    check(stack, workload, database, outcome)
-    return outcome
-
-
-def check(stack: Stack, workload: Workload, database: Database[Document], out: Outcome) -> None:
-    out.unfinished = workload.unfinished(database)
-    time.sleep(stack.settings.relay_grace_seconds + 2)  # the relay's pass, the ingester's
-    report = check_fulfilment(database)
-    summary = report.summary()
-    placed = set(workload.placed)
-    sagas = database["sagas"].find({"_id": {"$in": sorted(placed)}}, {"status": 1})
-    states = [s["status"] for s in sagas]
-    out.confirmed = states.count("completed")
-    out.cancelled = states.count("cancelled")
-    out.invariants = report.holds
-    out.notes += [str(v) for v in summary.get("violations", [])][:5]
-    verified = verify_read_models(database)
-    out.consistent = verified.consistent
-    out.notes += verified.differences[:5]
-    out.dead_letters = database["dead_letters"].count_documents({"state": DEAD})
-    out.parked_streams = len(parked_streams(database))
-    out.status_exit, shown = stack.status()
-    out.notes += [str(a) for a in shown.get("attention", [])] + list(
-        filter(None, [shown.get("error")])
-    )
-
-
-def run_schedule(
-    stack: Stack, schedule: list[Fault], orders: int, rate: float = 20.0
-) -> list[Outcome]:
-    """Each fault of ``schedule`` on a batch of ``orders`` orders, in turn."""
-    workload = Workload(stack)
-    try:
-        return [run_batch(stack, workload, fault, orders, rate) for fault in schedule]
-    finally:
-        workload.runtime.broker.close()
-
-
-def table(outcomes: list[Outcome]) -> str:
-    """The results as a Markdown table."""
-    rows = [
-        "| fault | orders | confirmed / cancelled | invariants | read models | dead letters "
-        "| parked | status | recovery (s) |",
-        "| --- | ---: | ---: | --- | --- | ---: | ---: | --- | ---: |",
-    ]
-    for o in outcomes:
-        status = "healthy" if o.status_exit == 0 else f"exit {o.status_exit}"
-        rows.append(
-            f"| {o.fault} | {o.orders} | {o.confirmed} / {o.cancelled} "
-            f"| {'hold' if o.invariants else 'BROKEN'} "
-            f"| {'consistent' if o.consistent else 'DIFFER'} | {o.dead_letters} "
-            f"| {o.parked_streams} | {status} | {o.recovery_seconds} |"
-        )
-    return "\n".join(rows)
-
-
-def as_json(outcomes: list[Outcome]) -> str:
-    return json.dumps([asdict(o) | {"green": o.green} for o in outcomes], indent=2)

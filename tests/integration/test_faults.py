@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults import Fault, Stack, run_schedule, table
+from tests.fault_runs import run_schedule, table
+from tests.faults import Fault, Stack
 from tests.private_rabbit import PrivateRabbit
 
 pytestmark = pytest.mark.rabbitmq
