@@ -103,16 +103,16 @@ def test_sdk_awaits_a_rejection_with_its_reason(command_queues: str) -> None:
 def test_sdk_publish_to_a_missing_queue_is_refused_not_lost(rabbitmq_broker: Any) -> None:
     # Given no queue for customer commands under a fresh prefix
     command = RegisterCustomer(customer_id=uuid.uuid4(), name="Ada", email="ada@example.com")
-    from workers.runtime import broker as runtime_broker
+    from workers.runtime import prefix
 
-    saved = runtime_broker._queue_prefix
-    runtime_broker._queue_prefix = f"nowhere-{uuid.uuid4().hex[:8]}."
+    saved = prefix.get_prefix()
+    prefix.set_prefix(f"nowhere-{uuid.uuid4().hex[:8]}.")
     try:
         # When it is published (mandatory) without declaring the queue
         with pytest.raises(NoQueue):
             publish_awaiting(command, AMQP_URL, 5)
     finally:
-        runtime_broker._queue_prefix = saved
+        prefix.set_prefix(saved)
 
 
 def test_a_client_declaring_a_queue_by_the_asyncapi_bindings_matches_the_worker(
