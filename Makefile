@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test chaos lint bench clean browser
+.PHONY: demo test soak chaos lint bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: $(STAMP) browser
 # The fault-injection suite, long form (a short form runs in `make test`): a private RabbitMQ
 # node, separate worker and relay processes, faults on a schedule; prints the results table.
 # Needs root or the rabbitmq user (to start the private node). CHAOS_ARGS="--orders 300".
+# The long tests `make test` leaves out: the saga soak, the fault suite's short form and the
+# store-crash run (each several minutes, separate processes, a private RabbitMQ node).
+soak: $(STAMP)
+	$(BIN)/pytest -m slow
+
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
 

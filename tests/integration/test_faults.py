@@ -10,7 +10,7 @@ from tests.fault_runs import run_schedule, table
 from tests.faults import Fault, Stack
 from tests.private_rabbit import PrivateRabbit
 
-pytestmark = pytest.mark.rabbitmq
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
 
 SCHEDULE = [
     Fault("kill_worker", 1),

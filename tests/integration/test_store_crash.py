@@ -12,6 +12,7 @@ from workers.workloads import crash
 
 
 @pytest.mark.rabbitmq
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_store_killed_mid_run_loses_no_acknowledged_write():
     # Given the service running against a file-backed store, durability on
