@@ -22,6 +22,7 @@ from dramatiq.middleware import Middleware
 
 from messages.errors import CommandRejected
 from messages.outcomes import Outcome
+from workers.runtime import results
 from workers.runtime.replyto import REPLY_CORRELATION, REPLY_TO
 from workers.write.commands import CommandResult
 
@@ -59,8 +60,9 @@ class Replies(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
+        kept = results.take()  # every message: a result is never left for the next one
         if exception is None and not message.failed and message.options.get(REPLY_TO):
-            self._answer(broker, message, succeeded(message, result))
+            self._answer(broker, message, succeeded(message, kept if result is None else result))
 
     def after_nack(self, broker: dramatiq.Broker, message: Any) -> None:
         if message.options.get(REPLY_TO):

@@ -17,7 +17,7 @@ from dramatiq.errors import ConnectionClosed
 from messages import Message, decode
 from messages.errors import InvalidMessageError, PermanentError
 from messages.registry import InvalidMessage
-from workers.runtime import confirms, fanout
+from workers.runtime import confirms, fanout, results
 from workers.runtime.admission import COMMAND_QUEUES, upstream_exchange
 from workers.runtime.consumer import GuardedConsumer, screen_delivery
 from workers.runtime.envelopes import Rejection
@@ -255,10 +255,10 @@ def message_actor(queue_name: str, **options: Any) -> Callable[[Callable[[Any], 
     """
 
     def declare(fn: Callable[[Any], Any]) -> dramatiq.Actor[Any, Any]:
-        def run(*args: Any, **kwargs: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> None:
             message = decode_argument(args, kwargs)
             with confirmed_together(dramatiq.get_broker()):
-                return fn(message)  # a command's result answers its reply_to
+                results.keep(fn(message))  # a command's result answers its reply_to
 
         run.__name__ = run.__qualname__ = fn.__name__
         run.__doc__ = fn.__doc__
