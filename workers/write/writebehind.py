@@ -1,7 +1,7 @@
 """Write-behind for bookkeeping: small updates collected and written in one bulk per interval.
 
 Only for writes whose loss in a crash is repaired elsewhere (a commit's "dispatched" mark:
-the relay re-sends; a saga's "pending sent" mark: the next step replaces it). They leave
+the relay re-sends; a saga's "pending sent" mark: the saga sweeper sends them again). They leave
 the message's path, which then costs no round trip for them. Each such mark says that
 something was sent, so an update added while the thread's publishes await their confirms
 (``workers.runtime.confirms``) joins the batch only once they are confirmed.
