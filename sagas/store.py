@@ -4,8 +4,8 @@ A document holds the state, its version, the ids of the messages already handled
 messages still to send (appended in the same update as the state change that produced them,
 so a crash cannot separate them, and removed one by one once sent, so no later step can
 overwrite one not sent yet), the deadline with ``wake_at`` (when the sweeper looks at the
-saga next: indexed; while messages are pending, no later than ``resend_after`` from the
-step, so a "sent" mark lost with its process is repaired), and a bounded history of
+saga next: indexed; for a finished saga with messages pending, ``resend_after`` from its
+last step, so a "sent" mark lost with its process is repaired), and a bounded history of
 transitions.
 """
 
@@ -29,8 +29,9 @@ SAGAS = "sagas"
 #: Handled message ids kept per saga (a saga handles about ten messages in its life).
 HANDLED_KEPT = 200
 HISTORY_KEPT = 100
-#: How long a step's messages may stay pending before the sweeper sends them again.
-RESEND_AFTER = timedelta(seconds=5)
+#: How long a finished saga's messages may stay pending before the sweeper sends them again
+#: (a running saga's are sent again at its step's deadline).
+RESEND_AFTER = timedelta(seconds=30)
 _TERMINAL = sorted(s.value for s in TERMINAL)
 
 
@@ -122,11 +123,11 @@ class SagaStore:
         return result.modified_count == 1
 
     def _wake_at(self, state: Fulfilment, now: datetime, *, unsent: bool) -> datetime | None:
-        """The step's deadline, or sooner when messages are pending (to repair a lost mark)."""
-        if not unsent:
+        """The step's deadline; for a finished saga with messages pending, ``resend_after``
+        from now (so a "sent" mark lost with its process is repaired)."""
+        if state.deadline is not None or not unsent:
             return state.deadline
-        resend = now + self.resend_after
-        return resend if state.deadline is None else min(state.deadline, resend)
+        return now + self.resend_after
 
     @staticmethod
     def sent(saga_id: str, message_ids: Sequence[str]) -> UpdateOne:
@@ -139,8 +140,8 @@ class SagaStore:
         self.collection.bulk_write([self.sent(saga_id, message_ids)])
 
     def due(self, now: datetime, limit: int = 200) -> list[SagaRecord]:
-        """Sagas whose ``wake_at`` has come: a step past its deadline, or messages pending
-        past ``resend_after`` (the sweeper's work)."""
+        """Sagas whose ``wake_at`` has come: a step past its deadline, or a finished saga's
+        messages pending past ``resend_after`` (the sweeper's work)."""
         cursor = (
             self.collection.find({"wake_at": {"$lte": now}}, {"history": 0})
             .sort("wake_at", ASCENDING)

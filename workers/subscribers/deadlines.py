@@ -1,19 +1,19 @@
 """The saga sweeper: sends ``StepDeadlinePassed`` to each saga whose step deadline came, and
-sends again what a saga left pending past its grace.
+sends again what a saga left pending by then.
 
 A saga's deadline is a field of its document (``wake_at``, indexed), set when it enters a
-step (sooner while the step's messages are pending: ``sagas.store``). One pass reads the
-sagas whose ``wake_at`` has come (one indexed query, usually empty); it sends again the
-messages each still has pending (their "sent" mark was lost with the process that sent
-them, or their send failed; deterministic ids, so their handlers take each once), enqueues
-the deadline message of each whose deadline came (deterministic id: the step and the
-deadline), then, in one bulk write, forgets what it sent and moves ``wake_at`` on: one step
-further after a deadline, so a lost message is sent again later; to the deadline, or never
-for a finished saga, otherwise. It runs in every worker process (``workers.runtime.periodic``);
-passes that race send the same message twice, which its receiver takes once. Nothing is held
-unacknowledged in RabbitMQ, so deadlines may be longer than its consumer timeout, and a
-deadline that fell due while every worker was down fires on the first pass after they are
-back.
+step (for a finished saga, a step later while messages are pending: ``sagas.store``). One
+pass reads the sagas whose ``wake_at`` has come (one indexed query, usually empty); it sends
+again the messages each still has pending (their "sent" mark was lost with the process that
+sent them, or their send failed; deterministic ids, so their handlers take each once),
+enqueues the deadline message of each whose deadline came (deterministic id: the step and
+the deadline), then, in one bulk write, forgets what it sent and moves ``wake_at`` on: one
+step further after a deadline, so a lost message is sent again later; to the deadline, or
+never for a finished saga, otherwise. It runs in every worker process
+(``workers.runtime.periodic``); passes that race send the same message twice, which its
+receiver takes once. Nothing is held unacknowledged in RabbitMQ, so deadlines may be longer
+than its consumer timeout, and a deadline that fell due while every worker was down fires
+on the first pass after they are back.
 """
 
 from __future__ import annotations

@@ -70,8 +70,7 @@ def step_seconds() -> float:
 
 def run_saga(message: Message, store: SagaStore | None = None) -> str:
     """Apply ``message`` to its saga; what became of it (a status, or why nothing happened)."""
-    grace = timedelta(seconds=settings().relay_grace_seconds)
-    store = store or SagaStore(get_database(), resend_after=grace)
+    store = store or SagaStore(get_database(), resend_after=timedelta(seconds=step_seconds()))
 
     def forget(saga_id: str, message_ids: list[str]) -> None:
         WRITE_BEHIND.add(store.collection, store.sent(saga_id, message_ids))
