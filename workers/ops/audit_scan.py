@@ -1,11 +1,11 @@
-"""The audit's passes over the log: orders in slices of the order-id space, SKUs incrementally.
+"""The audit's checks of orders and SKUs: from the whole log read once, or in bounded steps.
 
-Order ids are UUIDs, spread evenly: a slice is the orders whose id starts with one of 256
-two-hex-digit prefixes, and its commits are three ranges of the commits' ``(stream_id,
-version)`` index (the ``order-``, ``payment-`` and ``reservation-`` streams), read unsorted;
-its sagas are read by id. A SKU's commits after version ``v`` are one more range. (No
-``sort`` + ``limit`` over a large range, and no ``_id`` range: SecantusDB sorts every match
-in memory before the limit, and scans the collection for an ``_id`` range.)
+Bounded, order ids (UUIDs, spread evenly) are cut in 256 slices by their first two hex
+digits: a slice's commits are three ranges of the commits' ``(stream_id, version)`` index
+(the ``order-``, ``payment-`` and ``reservation-`` streams), read unsorted; its sagas and
+order summaries are read by id. A SKU's commits after version ``v`` are one more range.
+(No ``sort`` + ``limit`` over a large range, and no ``_id`` range: SecantusDB sorts every
+match in memory before the limit, and scans the collection for an ``_id`` range.)
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class OrderPass:
     def __init__(
         self, database: Database[Document], cutoff: datetime, *, saga: bool, resume: bool
     ) -> None:
-        self.database, self.cutoff, self.saga, self.resume = database, cutoff, saga, resume
+        self.database, self.cutoff, self.saga = database, cutoff, saga
         self.commits = commits(database)
         cursor = database[AUDITS].find_one({"_id": "orders"}) if resume else None
         self.cursor: str = cursor["after"] if cursor else ""

@@ -47,6 +47,7 @@ from readstore.db import Document, connect
 from readstore.eventlog import commit_id
 from workers.boot import ensure_indexes, load_actor_modules
 from workers.ops.audit import Report, audit
+from workers.ops.audit_log import BATCH
 from workers.runtime.embedded import EmbeddedMongo
 
 SKUS = [f"AUDIT-{i:02d}" for i in range(20)]
@@ -223,6 +224,7 @@ def run(orders: int, budget: float, store_path: str | None = None) -> dict[str, 
             generate(database, orders)
             report["generated_seconds"] = _since(started)
         report["commits"] = database["commits"].estimated_document_count()
+        report["bare_scan"] = _bare_scan(database)
         report["full"] = _summary(audit(database, full=True))
         report["bounded"] = _cycle(database, budget)
         report["store"] = "embedded SecantusDB, file-backed"
@@ -230,6 +232,14 @@ def run(orders: int, budget: float, store_path: str | None = None) -> dict[str, 
     finally:
         store.stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _bare_scan(database: Database[Document]) -> dict[str, float]:
+    """The store's read rate: every commit read, as the full audit reads them, and dropped."""
+    started = time.monotonic()
+    read = sum(1 for _ in database["commits"].find({}).batch_size(BATCH))
+    seconds = time.monotonic() - started
+    return {"seconds": round(seconds, 1), "commits_per_second": round(read / seconds)}
 
 
 def _cycle(database: Database[Document], budget: float) -> list[dict[str, Any]]:
