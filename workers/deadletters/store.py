@@ -22,6 +22,7 @@ from pymongo.database import Database
 from readstore.db import Document, get_database
 from workers.deadletters.record import Failure, now
 from workers.deadletters.summary import Span, Summary
+from workers.deadletters.transitions import delete, move, placed
 
 COLLECTION = "dead_letters"
 #: The narrowest time window a listing reads.
@@ -118,7 +119,7 @@ class DeadLetterStore:
         chosen = list(failures)
         if not chosen:
             return 0
-        before = self.summary.placed(self.entries, [f.key for f in chosen])
+        before = placed(self, [f.key for f in chosen])
         self.entries.bulk_write([_upsert(f, copy_in_xq) for f in chosen], ordered=True)
         self.summary.recorded(chosen, before)
         return len(chosen)
@@ -230,8 +231,9 @@ class DeadLetterStore:
         event: Document,
         before: Mapping[str, Document] | None = None,
     ) -> int:
-        """Move ``ids`` to ``state`` and append ``event`` to their history; ``before``: their
-        state, queue and group as the caller just read them (saves reading them again)."""
+        """Move ``ids`` to ``state`` and append ``event`` to their history; ``before``: where
+        the caller saw them (state, queue, group). Only entries still as seen move, and only
+        those are counted: a second operator doing the same finds nothing left to move."""
         if not ids:
             return 0
         update: Document = {
@@ -240,10 +242,8 @@ class DeadLetterStore:
         }
         if event.get("event") == "replayed":
             update["$inc"] = {"replays": 1}
-        before = before if before is not None else self.summary.placed(self.entries, ids)
-        result = self.entries.update_many({"_id": {"$in": list(ids)}}, update)
-        self.summary.moved(before, state)
-        return result.modified_count
+        seen = before if before is not None else placed(self, ids)
+        return len(move(self, seen, state, update))
 
     def is_recorded(self, entry_id: str) -> bool:
         """Whether ``entry_id`` has a record a later success would resolve (dead or replayed)."""
@@ -268,12 +268,7 @@ class DeadLetterStore:
         return True
 
     def purge(self, ids: Sequence[str]) -> int:
-        if not ids:
-            return 0
-        before = self.summary.placed(self.entries, ids)
-        deleted = self.entries.delete_many({"_id": {"$in": list(ids)}}).deleted_count
-        self.summary.moved(before, None)
-        return deleted
+        return delete(self, placed(self, ids)) if ids else 0
 
 
 def _upsert(failure: Failure, copy_in_xq: bool) -> UpdateOne:
