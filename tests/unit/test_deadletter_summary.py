@@ -15,7 +15,8 @@ from pymongo.database import Database
 from readstore.db import Document
 from workers.deadletters import replay as replaying
 from workers.deadletters.publisher import Batch
-from workers.deadletters.store import DEAD, DeadLetterStore, Selector
+from workers.deadletters.selector import Selector
+from workers.deadletters.store import DEAD, DeadLetterStore
 from workers.deadletters.transitions import placed
 from workers.workloads.bench_dlq import failures
 
@@ -161,3 +162,28 @@ def test_a_batch_recorded_at_once_is_listed_to_its_oldest_entry(
 
 def _oldest(listed: list[Document]) -> datetime | None:
     return listed[-1]["last_failed_at"] if listed else None
+
+
+def test_a_selection_is_replayed_page_by_page_each_entry_once(
+    database: Database[Document], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given 25 dead letters of one queue, six failing at the same moment, and 10 of another
+    store, ids = seeded(database, 25, "g.orders.commands")
+    same = (store.entries.find_one({"_id": ids[9]}) or {})["last_failed_at"]
+    store.entries.update_many({"_id": {"$in": ids[4:10]}}, {"$set": {"last_failed_at": same}})
+    store.record_many(failures(10, "g.customers.commands"), copy_in_xq=False)
+    sender = JournalledSender()
+
+    @contextmanager
+    def journalled(_: Any) -> Iterator[JournalledSender]:
+        yield sender
+
+    monkeypatch.setattr(replaying, "publisher", journalled)
+    # When the queue's dead letters are replayed, four at a time
+    chosen = Selector(queue="g.orders.commands")
+    report = replaying.replay_selected(chosen, "ops", broker=StubBroker(), store=store, batch=4)
+    # Then each was sent once, the other queue's are still dead, and the counts agree
+    assert sorted(sender.sent) == sorted(ids) == sorted(report.replayed)
+    assert store.counts_by_queue() == {"g.customers.commands": 10}
+    for state in (DEAD, "replayed"):
+        assert as_compared(store.groups(state)) == as_compared(store.aggregated_groups(state))

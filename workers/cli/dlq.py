@@ -117,7 +117,8 @@ def _queue(name: str | None) -> str | None:
 
 
 def _selector(args: argparse.Namespace) -> Any:
-    from workers.deadletters.store import Selector, State  # noqa: PLC0415
+    from workers.deadletters.selector import Selector  # noqa: PLC0415
+    from workers.deadletters.store import State  # noqa: PLC0415
 
     state = getattr(args, "state", "dead")
     return Selector(

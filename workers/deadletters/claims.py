@@ -50,18 +50,6 @@ def claim_ids(
     return found
 
 
-def claim_range(
-    store: DeadLetterStore, query: Document, token: str, update: Document
-) -> list[Document]:
-    """Take every dead, replayable entry ``query`` (a range of an index) matches; the
-    documents taken, counted in the summary."""
-    store.entries.update_many({**query, "state": str(DEAD), "replayable": True}, update)
-    owned = {**query, "state": str(REPLAYING), "replay.token": token}
-    docs = list(store.entries.find(owned, REPLAY_FIELDS))
-    store.summary.moved({d["_id"]: {**d, "state": str(DEAD)} for d in docs}, REPLAYING)
-    return docs
-
-
 def finish(
     store: DeadLetterStore, batches: list[Batch], by: str, known: dict[str, Document]
 ) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,10 +23,11 @@ import dramatiq
 import structlog
 
 from readstore.db import Document
-from workers.deadletters.claims import claim_ids, claim_range, finish, release, settle, taking
+from workers.deadletters.claims import claim_ids, finish, release, settle
 from workers.deadletters.publisher import LEASE_MARGIN, Batch, Publisher, publisher
 from workers.deadletters.record import DELIVERY_OPTIONS, REPLAY_OPTION, queue_of
-from workers.deadletters.store import DEAD, DeadLetterStore, Selector
+from workers.deadletters.selector import Selector
+from workers.deadletters.store import DEAD, DeadLetterStore
 from workers.deadletters.transitions import placed
 from workers.runtime.progress import progress_bar
 
@@ -88,25 +89,9 @@ def replay(
 ) -> ReplayReport:
     """Replay the entries ``ids`` (in batches); those that cannot be replayed are skipped."""
     store = store or DeadLetterStore()
-    report = ReplayReport()
-    with (
-        publisher(broker or dramatiq.get_broker()) as send,
-        progress_bar("replayed", len(ids)) as show,
-    ):
-        report.settled = settle(store, send)
-        for start in range(0, len(ids), batch):
-            show(start)
-            seen = placed(store, list(ids[start : start + batch]))
-            ready = {i: d for i, d in seen.items() if not _skip(d, report)}
-            if dry_run or not ready:
-                report.replayed += list(ready)
-                continue
-            owner = _lease(lease)
-            docs = claim_ids(store, ready, owner[0], by, lease)
-            _lost(ready, docs, report)
-            report.replayed += _send(store, send, docs, by, owner)
-        show(len(ids))
-        settle(store, send)
+    chunks = (list(ids[start : start + batch]) for start in range(0, len(ids), batch))
+    seen = (placed(store, chunk) for chunk in chunks)
+    report = _replayed(store, seen, by, broker, (dry_run, lease, len(ids)))
     found = set(report.replayed) | set(report.skipped)
     report.skipped.update({i: "no such dead letter" for i in ids if i not in found})
     return report
@@ -122,41 +107,53 @@ def replay_selected(
     batch: int = SELECTION_BATCH,
     lease: float = DEFAULT_LEASE_SECONDS,
 ) -> ReplayReport:
-    """Replay every dead entry ``selector`` picks, newest first, one page of the listing's
-    index at a time: each page is claimed by its time range in one update, sent in one
-    transaction and marked replayed in one bulk write, so no step reads the whole selection."""
+    """Replay every dead entry ``selector`` picks, newest first, a page of the listing at a
+    time: no step reads the whole selection, and each page is claimed in one bulk write,
+    sent in one transaction and marked replayed in one bulk write."""
     store = store or DeadLetterStore()
+    seen = pages(store, selector, batch)
+    return _replayed(store, seen, by, broker, (dry_run, lease, store.count(selector)))
+
+
+def _replayed(
+    store: DeadLetterStore,
+    batches: Iterable[dict[str, Document]],
+    by: str,
+    broker: dramatiq.Broker | None,
+    how: tuple[bool, float, int],
+) -> ReplayReport:
+    """Replay each batch of entries (as read: state, queue, group); ``how``: dry run, the
+    lease, and how many entries there are for the progress bar."""
+    dry_run, lease, total = how
     report = ReplayReport()
     with (
         publisher(broker or dramatiq.get_broker()) as send,
-        progress_bar("replayed", store.count(selector)) as show,
+        progress_bar("replayed", total) as show,
     ):
         report.settled = settle(store, send)
-        for query, page in pages(store, selector, batch):
+        for seen in batches:
             show(len(report.replayed))
-            ready = {d["_id"]: d for d in page if not _skip(d, report)}
+            ready = {i: d for i, d in seen.items() if not _skip(d, report)}
             if dry_run or not ready:
                 report.replayed += list(ready)
                 continue
             owner = _lease(lease)
-            docs = claim_range(store, query, owner[0], taking(owner[0], by, lease))
+            docs = claim_ids(store, ready, owner[0], by, lease)
             _lost(ready, docs, report)
             report.replayed += _send(store, send, docs, by, owner)
+        show(total)
         settle(store, send)
     return report
 
 
-def pages(
-    store: DeadLetterStore, selector: Selector, size: int
-) -> Iterator[tuple[Document, list[Document]]]:
-    """The selection's dead entries, newest first, a page at a time, each with the query of
-    its time range (every entry of the selection failed between its oldest and newest)."""
-    before = selector.before
-    while page := store.find(replace(selector, state=DEAD, before=before), size):
-        oldest, newest = page[-1]["last_failed_at"], page[0]["last_failed_at"]
-        query = replace(selector, state=None, since=None, before=None).query()
-        yield {**query, "last_failed_at": {"$gte": oldest, "$lte": newest}}, page
-        before = oldest
+def pages(store: DeadLetterStore, selector: Selector, size: int) -> Iterator[dict[str, Document]]:
+    """The selection's dead entries, newest first, a page at a time; a page holds every
+    entry that failed at the same moment as its oldest, so the next page starts before it."""
+    chosen = replace(selector, state=DEAD)
+    while page := store.find(chosen, size):
+        oldest = page[-1]["last_failed_at"]
+        yield {d["_id"]: d for d in page + store.failed_at(chosen, oldest)}
+        chosen = replace(chosen, before=oldest)
 
 
 def _lease(lease: float) -> tuple[str, float]:

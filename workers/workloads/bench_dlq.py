@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any
 
 import dramatiq
@@ -18,11 +19,13 @@ from pymongo.database import Database
 
 from readstore.db import Document, connect
 from workers.deadletters.record import Failure
-from workers.deadletters.replay import replay
-from workers.deadletters.store import DeadLetterStore, Selector
+from workers.deadletters.replay import pages, replay, replay_selected
+from workers.deadletters.selector import Selector
+from workers.deadletters.store import DeadLetterStore
 from workers.runtime.embedded import EmbeddedMongo
 from workers.runtime.settings import Settings
-from workers.workloads.bench_console import pages
+from workers.workloads.bench_console import best_time
+from workers.workloads.bench_console import pages as console_pages
 
 log = structlog.get_logger("sagaworks.bench")
 
@@ -110,7 +113,7 @@ def run(
             report: dict[str, Any] = {"dead_letters": count, "seed_s": seed}
             report["store"] = "configured MongoDB" if settings.mongodb() else "embedded SecantusDB"
             log.info("dlq_bench.measured", **report)
-            report.update(pages(store, broker, settings))
+            report.update(console_pages(store, broker, settings))
             log.info("dlq_bench.measured", **report)
             report.update(measure(store, broker, queue, replayed))
     finally:
@@ -131,19 +134,35 @@ def remove_queues(url: str, queue: str) -> None:
 def measure(
     store: DeadLetterStore, broker: dramatiq.Broker, queue: str, replayed: int | None
 ) -> dict[str, Any]:
-    list_s, rows = timed(lambda: store.find(Selector(), 50))
-    filtered_s, _ = timed(lambda: store.find(Selector(queue=queue, error="KeyError"), 50))
-    groups_s, groups = timed(store.groups)
-    ids_s, ids = timed(lambda: store.ids(Selector(queue=queue)))
-    ids = ids[:replayed] if replayed is not None else ids
-    replay_s, result = timed(lambda: replay(ids, "bench", broker=broker, store=store))
-    return {
-        "list_s": list_s,
-        "list_filtered_s": filtered_s,
-        "groups_s": groups_s,
-        "groups": len(groups),
-        "select_ids_s": ids_s,
-        "replay_s": replay_s,
-        "replayed": len(result.replayed),
-        "listed": len(rows),
+    chosen = Selector(queue=queue)
+    report: dict[str, Any] = {
+        "list_s": best_time(lambda: store.find(Selector(), 50)),
+        "list_filtered_s": best_time(
+            lambda: store.find(Selector(queue=queue, error="KeyError"), 50)
+        ),
+        "list_error_s": best_time(lambda: store.find(Selector(error="TimeoutError"), 50)),
+        "groups_s": best_time(store.groups),
+        "select_s": best_time(lambda: (store.count(chosen), next(pages(store, chosen, 1000)))),
     }
+    log.info("dlq_bench.measured", **report)
+    if replayed is None:
+        replay_s, result = timed(
+            lambda: replay_selected(chosen, "bench", broker=broker, store=store)
+        )
+    else:
+        ids = [i for page in islice(pages(store, chosen, 1000), replayed // 1000 + 1) for i in page]
+        ids = ids[:replayed]
+        replay_s, result = timed(
+            lambda: replay(ids, "bench", broker=broker, store=store, batch=1000)
+        )
+    report |= {"replay_s": replay_s, "replayed": len(result.replayed)}
+    report["replay_per_s"] = round(len(result.replayed) / max(replay_s, 1e-9))
+    report["summary_equals_entries"] = all(
+        _counts(store.groups(state)) == _counts(store.aggregated_groups(state))
+        for state in ("dead", "replaying", "replayed")
+    )
+    return report
+
+
+def _counts(groups: list[Document]) -> list[tuple[str, int]]:
+    return sorted((g["_id"], g["count"]) for g in groups)

@@ -21,7 +21,8 @@ from messages import InvalidMessage
 from workers.console.pages import Console, posted, redirect, render
 from workers.deadletters import operations
 from workers.deadletters.replay import replay, replay_selected
-from workers.deadletters.store import DeadLetterStore, Selector, summary
+from workers.deadletters.selector import Selector
+from workers.deadletters.store import DeadLetterStore, summary
 
 PAGE = 50
 ACTIONS = {"replay": "replayed", "archive": "archived", "purge": "purged"}
