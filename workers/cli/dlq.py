@@ -62,6 +62,9 @@ def register(subparsers: Any) -> None:
     bench = actions.add_parser("bench", help="time list, groups and replay over N dead letters")
     bench.add_argument("--count", type=int, default=10_000, help="dead letters to create")
     bench.add_argument("--replay", type=int, default=None, help="replay only N of them")
+    bench.add_argument(
+        "--lock", default=None, help="a file to flock from the end of the seeding to the end"
+    )
     add_json_flag(bench)
     bench.set_defaults(func=run_bench)
 
@@ -302,6 +305,6 @@ def run_ingest(args: argparse.Namespace) -> int:
 def run_bench(args: argparse.Namespace) -> int:
     from workers.workloads.bench_dlq import run  # noqa: PLC0415 -- heavy imports only for this command
 
-    report = run(count=args.count, replayed=args.replay)
+    report = run(count=args.count, replayed=args.replay, lock=args.lock)
     emit(args, report, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     return 0

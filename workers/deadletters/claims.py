@@ -81,19 +81,28 @@ def _owned(batches: list[Batch], known: dict[str, Document]) -> dict[str, Docume
     }
 
 
-def settle(store: DeadLetterStore, send: Publisher) -> dict[str, int]:
-    """Finish what an interrupted replay left ``replaying``: sent → replayed, else dead."""
+def settle(
+    store: DeadLetterStore, send: Publisher, finished: frozenset[str] = frozenset()
+) -> dict[str, int]:
+    """Finish what an interrupted replay left ``replaying``: sent → replayed, else dead.
+    ``finished``: tokens of batches this process already marked replayed (skipped)."""
     batches, ack = send.journal()
+    batches = [b for b in batches if b.token not in finished]
     sent = finish(store, batches, "replay journal", {}) if batches else 0
     ack()
-    expired = {"state": str(REPLAYING), "replay.until": {"$lt": now()}}
-    lapsed = {d["_id"]: d for d in store.entries.find(expired, PLACE)}
+    lapsed = {d["_id"]: d for d in _replaying(store) if d["replay"]["until"] < now()}
     event = {"event": "replay_failed", "at": now(), "by": "replay journal"}
     event["reason"] = "interrupted before it was sent"
     back = len(move(store, lapsed, DEAD, _dead_again(event)))
     if sent or back:
         log.warning("replay.settled", replayed=sent, dead_again=back)
     return {"replayed": sent, "dead_again": back}
+
+
+def _replaying(store: DeadLetterStore) -> list[Document]:
+    """Every entry a replay owns (read by the state index alone: a filter on the lease too
+    would make SecantusDB read the whole collection)."""
+    return list(store.entries.find({"state": str(REPLAYING)}, {**PLACE, "replay.until": 1}))
 
 
 def _dead_again(event: Document) -> Document:

@@ -125,7 +125,7 @@ def _replayed(
     """Replay each batch of entries (as read: state, queue, group); ``how``: dry run, the
     lease, and how many entries there are for the progress bar."""
     dry_run, lease, total = how
-    report = ReplayReport()
+    report, finished = ReplayReport(), set[str]()
     with (
         publisher(broker or dramatiq.get_broker()) as send,
         progress_bar("replayed", total) as show,
@@ -141,8 +141,9 @@ def _replayed(
             docs = claim_ids(store, ready, owner[0], by, lease)
             _lost(ready, docs, report)
             report.replayed += _send(store, send, docs, by, owner)
+            finished.add(owner[0])
         show(total)
-        settle(store, send)
+        settle(store, send, frozenset(finished))
     return report
 
 

@@ -69,6 +69,8 @@ def move(
     known = all("group" in doc for doc in seen.values())
     if modified == len(seen) and known:
         moved = dict(seen)
+    elif modified == 0:
+        moved = {}
     else:
         moved = {
             i: {**doc, "state": seen[i]["state"]} for i, doc in _stamped_by(store, seen, token)
