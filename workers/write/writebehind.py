@@ -30,7 +30,7 @@ Key = tuple[int, str, str]
 class WriteBehind:
     """Collects updates per collection; a background thread writes each batch in one bulk."""
 
-    def __init__(self, interval: float = 0.2) -> None:
+    def __init__(self, interval: float = 0.5) -> None:
         self.interval = interval
         self._lock = threading.Lock()
         self._pending: dict[Key, tuple[Collection[Document], list[UpdateOne]]] = {}
