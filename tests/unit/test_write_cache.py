@@ -190,3 +190,20 @@ def test_duplicate_seen_on_a_cached_record_is_answered_from_a_fresh_read():
     # Then it is a duplicate, and nothing is sent twice
     assert outcome == "duplicate"
     assert [m.type_name() for m in sent] == ["ReserveStock", "ChargePayment"]
+
+
+def test_reservation_on_a_sku_another_writer_moved_holds_each_line_once(counted):
+    # Given SKUs A and B cached by this process, then B moved by another writer
+    for sku in "AB":
+        run_inventory_command(AddStock(sku=sku, quantity=10))
+    EventStore().append(sku_stream("B"), 1, [StockAdded(sku="B", quantity=5)])
+    order_id = uuid.uuid4()
+    lines = (StockLine(sku="A", quantity=1), StockLine(sku="B", quantity=2))
+
+    # When an order reserves both
+    outcome = run_inventory_command(ReserveStock(order_id=order_id, lines=lines))
+
+    # Then it is reserved, each line held once
+    assert outcome == "reserved"
+    assert (_available("A"), _available("B")) == (9, 13)
+    assert [c.version for c in EventStore().load(sku_stream("A"))] == [1, 2]
