@@ -27,7 +27,7 @@ from sagas.cache import RecordCache
 from sagas.runner import Runner
 from tests.support import order_placed, place_order, register_customer
 from workers.contexts.inventory import Sku, run_inventory_command
-from workers.workloads.memory import MemorySagaStore
+from workers.workloads.exploration.memory import MemorySagaStore
 from workers.write.commands import execute
 from workers.write.eventstore import EventStore
 

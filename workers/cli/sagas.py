@@ -54,8 +54,10 @@ def register(subparsers: Any) -> None:
     explore.add_argument("--seed", type=int, default=1, help="random runs' seed (default 1)")
     explore.add_argument(
         "--budget",
-        default="1,1,1,1",
-        help="exhaustive: deadlines,cancels,duplicates,failed sends per run (default 1,1,1,1)",
+        default="1,1,1,1,0",
+        help="exhaustive: deadlines (time passing beyond a step's deadline),cancels,"
+        "duplicates,failed sends,races (a message overtaken mid-handling) per run "
+        "(default 1,1,1,1,0; a fifth number is optional)",
     )
     add_json_flag(explore)
     explore.set_defaults(func=run_explore)
@@ -123,13 +125,13 @@ def list_sagas(args: argparse.Namespace) -> int:
 
 
 def run_explore(args: argparse.Namespace) -> int:
-    from workers.workloads.explore import SCENARIOS, Budget, explore, walk  # noqa: PLC0415
+    from workers.workloads.exploration import SCENARIOS, Budget, explore, walk  # noqa: PLC0415
 
     budget = Budget(*(int(n) for n in args.budget.split(",")))
     results: list[dict[str, Any]] = []
     for scenario in SCENARIOS:
         exhaustive = explore(scenario, budget).summary()
-        random_runs = walk(scenario, Budget(3, 1, 3, 2), args.runs, args.seed).summary()
+        random_runs = walk(scenario, Budget(3, 1, 3, 2, 2), args.runs, args.seed).summary()
         results.append({"scenario": scenario.name, "exhaustive": exhaustive, "random": random_runs})
     emit(args, {"budget": args.budget, "results": results}, _explore_text)
     failed = sum(r["exhaustive"]["failed_runs"] + r["random"]["failed_runs"] for r in results)
@@ -150,7 +152,7 @@ def _explore_text(data: dict[str, Any]) -> str:
         for r in data["results"]
     ]
     head = ["scenario", "orderings", "states", "s", "random runs", "s", "failed"]
-    return f"budget {data['budget']} (deadlines,cancels,duplicates,failed sends)\n" + table(
+    return f"budget {data['budget']} (deadlines,cancels,duplicates,failed sends,races)\n" + table(
         rows, head
     )
 

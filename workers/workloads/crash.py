@@ -38,7 +38,7 @@ from readstore.db import Document, connect
 from readstore.eventlog import commits
 from sagas.store import SagaStore
 from workers.boot import boot
-from workers.ops.status import queue_counts, queue_figures
+from workers.ops.queues import queue_counts, queue_figures
 from workers.publishing import publish
 from workers.runtime.broker import BASE_QUEUES
 from workers.runtime.embedded import EmbeddedMongo

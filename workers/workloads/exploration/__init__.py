@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workers.contexts import payments
-from workers.workloads.world import SCENARIOS, Budget, Choice, Scenario, World, step
+from workers.workloads.exploration.choices import options, step
+from workers.workloads.exploration.model import SCENARIOS, Budget, Choice, Scenario
+from workers.workloads.exploration.world import World
 
 __all__ = ["SCENARIOS", "Budget", "Report", "Scenario", "explore", "walk"]
 
@@ -68,7 +70,7 @@ def explore(scenario: Scenario, budget: Budget) -> Report:
     def visit(world: World) -> int:
         key = world.key()
         if key not in memo:
-            memo[key] = sum(_branch(world, choice) for choice in world.options())
+            memo[key] = sum(_branch(world, choice) for choice in options(world))
         return memo[key]
 
     def _branch(world: World, choice: Choice) -> int:
@@ -92,7 +94,7 @@ def walk(scenario: Scenario, budget: Budget, runs: int, seed: int) -> Report:
         for _ in range(runs):
             world = World.start(scenario, budget, report.covered)
             report.runs += 1
-            while (choice := rng.choice(world.options()))[0] != "stop":
+            while (choice := rng.choice(options(world)))[0] != "stop":
                 step(world, choice)
             report.record(world)
     report.seconds = time.perf_counter() - started

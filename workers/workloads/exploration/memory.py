@@ -10,8 +10,8 @@ exploration can branch a world cheaply. Snapshots are not kept (a null collectio
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +56,8 @@ class MemoryEventStore(EventStore):
         self.appended: list[Commit] = []
         #: Per stream, the kinds of its events in order: what a world's key needs of it.
         self.signature: dict[str, tuple[str, ...]] = {}
+        #: Called before each append: lets an exploration run another handler in between.
+        self.before_write: Callable[[], None] | None = None
 
     def copy(self) -> MemoryEventStore:
         twin = MemoryEventStore()
@@ -80,6 +82,8 @@ class MemoryEventStore(EventStore):
         events: Sequence[Event],
         command: Command | None = None,
     ) -> Commit:
+        if self.before_write is not None:
+            self.before_write()
         stream = self.streams.setdefault(stream_id, [])
         existing = self.commit_for(stream_id, command) if command is not None else None
         if existing is not None:
@@ -122,11 +126,13 @@ class MemoryEventStore(EventStore):
         return [e for c in self.streams.get(stream_id, []) for e in c.events]
 
 
-@dataclass(frozen=True)
+@dataclass
 class MemorySagaStore:
     """Sagas by id, each a ``SagaRecord``; every write returns a new store's worth of dict."""
 
     sagas: dict[str, SagaRecord]
+    #: Called before each write: lets an exploration run another handler in between.
+    before_write: Callable[[], None] | None = field(default=None, compare=False)
 
     def copy(self) -> MemorySagaStore:
         return MemorySagaStore(dict(self.sagas))
@@ -137,6 +143,8 @@ class MemorySagaStore:
     def create(
         self, state: Fulfilment, cause: Message, out: Sequence[Message]
     ) -> SagaRecord | None:
+        if self.before_write is not None:
+            self.before_write()
         saga_id = str(state.order_id)
         if saga_id in self.sagas:
             return None
@@ -147,6 +155,8 @@ class MemorySagaStore:
     def save(
         self, record: SagaRecord, state: Fulfilment, cause: Message, out: Sequence[Message]
     ) -> SagaRecord | None:
+        if self.before_write is not None:
+            self.before_write()
         current = self.sagas.get(record.saga_id)
         if current is None or current.version != record.version:
             return None

@@ -18,7 +18,7 @@ from messages.payments import PaymentCharged, PaymentRefunded, payment_stream
 from sagas.state import SagaStatus
 
 if TYPE_CHECKING:
-    from workers.workloads.world import World
+    from workers.workloads.exploration.world import World
 
 
 def violations(world: World) -> list[str]:
