@@ -30,6 +30,7 @@ from workers.contexts.inventory import Sku, run_inventory_command
 from workers.workloads.exploration.memory import MemorySagaStore
 from workers.write.commands import execute
 from workers.write.eventstore import EventStore
+from workers.write.writebehind import WRITE_BEHIND
 
 
 class Commands(monitoring.CommandListener):
@@ -56,6 +57,7 @@ def counted(mongo_url, database, stub_broker) -> Iterator[Commands]:
     client = MongoClient(mongo_url, tz_aware=True, event_listeners=[listener])
     set_database(client[database.name])
     yield listener
+    WRITE_BEHIND.flush()  # its marks go through this client
     client.close()
 
 

@@ -52,20 +52,24 @@ class WriteBehind:
                 self._thread.start()
 
     def flush(self) -> int:
-        """Write every pending update now; how many were written."""
+        """Write every pending update now, each collection's batch on its own; how many were
+        written (a batch that fails is dropped: the relay or the next step repairs it)."""
         with self._lock:
             batches, self._pending = list(self._pending.values()), {}
+        written = 0
         for collection, updates in batches:
-            collection.bulk_write(updates, ordered=False)
-        return sum(len(updates) for _, updates in batches)
+            try:
+                collection.bulk_write(updates, ordered=False)
+            except PyMongoError:
+                log.warning("writebehind.failed", collection=collection.name, updates=len(updates))
+                continue
+            written += len(updates)
+        return written
 
     def _run(self) -> None:
         while True:
             time.sleep(self.interval)
-            try:
-                self.flush()
-            except PyMongoError:
-                log.warning("writebehind.failed")  # repaired by the relay or the next step
+            self.flush()
 
 
 WRITE_BEHIND = WriteBehind()
