@@ -56,6 +56,14 @@ class SagaRecord:
         )
 
 
+def stepped(
+    record: SagaRecord, state: Fulfilment, cause: Message, out: Sequence[Message]
+) -> SagaRecord:
+    """``record`` after one step: the next version, ``cause`` handled, ``out`` pending."""
+    handled = record.handled | {str(cause.message_id)}
+    return SagaRecord(record.saga_id, record.version + 1, state, handled, (*record.pending, *out))
+
+
 class SagaStore:
     def __init__(
         self,
@@ -78,8 +86,10 @@ class SagaStore:
         doc = self.collection.find_one({"_id": saga_id}, {"history": 0})
         return SagaRecord.from_document(doc) if doc else None
 
-    def create(self, state: Fulfilment, cause: Message, out: Sequence[Message]) -> bool:
-        """Store a new saga; ``False`` if it exists already (another delivery was first)."""
+    def create(
+        self, state: Fulfilment, cause: Message, out: Sequence[Message]
+    ) -> SagaRecord | None:
+        """Store a new saga; ``None`` if it exists already (another delivery was first)."""
         now = datetime.now(UTC)
         doc: Document = {
             "_id": str(state.order_id),
@@ -94,13 +104,14 @@ class SagaStore:
         try:
             self.collection.insert_one(doc)
         except DuplicateKeyError:
-            return False
-        return True
+            return None
+        return SagaRecord(doc["_id"], 1, state, frozenset(doc["handled"]), tuple(out))
 
     def save(
         self, record: SagaRecord, state: Fulfilment, cause: Message, out: Sequence[Message]
-    ) -> bool:
-        """Write the step at the version it was read at; ``False`` if another write came first."""
+    ) -> SagaRecord | None:
+        """Write the step at the version it was read at: the saga as it now stands (its
+        ``pending`` as far as this write knows), or ``None`` if another write came first."""
         now = datetime.now(UTC)
         update = {
             "$set": {
@@ -120,7 +131,9 @@ class SagaStore:
         result = self.collection.update_one(
             {"_id": record.saga_id, "version": record.version}, update
         )
-        return result.modified_count == 1
+        if result.modified_count != 1:
+            return None
+        return stepped(record, state, cause, out)
 
     def _wake_at(self, state: Fulfilment, now: datetime, *, unsent: bool) -> datetime | None:
         """The step's deadline; for a finished saga with messages pending, ``resend_after``

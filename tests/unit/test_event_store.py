@@ -94,3 +94,22 @@ def test_a_business_rule_rejects_a_second_registration(stub_broker, database):
         execute(
             RegisterCustomer(customer_id=customer_id, name="B", email="b@example.com"), EventStore()
         )
+
+
+def test_append_all_stores_the_commits_before_the_first_collision_and_none_after(database):
+    # Given stream b at version 1
+    store = EventStore(database)
+    store.ensure_indexes()
+    commands = [
+        RegisterCustomer(customer_id=uuid.uuid4(), name=n, email=f"{n}@example.com") for n in "abc"
+    ]
+    store.append("customer-b", 0, [registered(commands[1])])
+
+    # When three commits are appended in one call, the second at b's stale version 0
+    stored = store.append_all([(f"customer-{c.name}", 0, [registered(c)], c) for c in commands])
+
+    # Then a's commit is stored, b's collided, and c's, after it, was not attempted
+    assert [commit.stream_id for commit in stored] == ["customer-a"]
+    assert stream_version(database, "customer-a") == 1
+    assert stream_version(database, "customer-b") == 1
+    assert stream_version(database, "customer-c") == 0

@@ -17,6 +17,7 @@ from messages.inventory import (
     sku_stream,
 )
 from readstore.eventlog import read_stream
+from workers.contexts import reservations
 from workers.contexts.inventory import Inventory, Reservation, Sku, run_inventory_command
 from workers.write import snapshots
 from workers.write.eventstore import EventStore
@@ -194,6 +195,7 @@ def test_reservation_that_crashed_half_way_gives_back_after_a_release_overtook_i
         raise RuntimeError("worker killed")
 
     monkeypatch.setattr(Inventory, "_claim", crash)
+    monkeypatch.setattr(reservations, "reserve_at_once", lambda *_: False)  # the careful path
     with pytest.raises(RuntimeError):
         run_inventory_command(ReserveStock(order_id=order_id, lines=lines))
     monkeypatch.setattr(Inventory, "_claim", real_claim)

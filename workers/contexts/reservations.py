@@ -41,7 +41,9 @@ from messages.inventory import (
     sku_stream,
 )
 from readstore.eventlog import Commit
-from workers.contexts.stock import Fate, Reservation, Sku, hold_id, release_id
+from workers.contexts.holds import reserve_at_once
+from workers.contexts.stock import Fate, Reservation, Sku, acting_as, hold_id, release_id
+from workers.write.cache import CACHE
 from workers.write.commands import Session
 from workers.write.eventstore import DuplicateCommand, EventStore
 from workers.write.outbox import dispatch
@@ -65,6 +67,8 @@ class Inventory:
 
     def reserve(self, command: ReserveStock) -> str:
         lines = merge_lines(command.lines)
+        if reserve_at_once(self.store, command, lines, self.publish):
+            return "reserved"
         reservation = self._load(command.order_id, lines)
         if reservation.status != "new":
             return self._adopt(reservation, command, lines)
@@ -103,24 +107,33 @@ class Inventory:
         raise ConcurrencyError(f"reservation of {command.order_id}: still conflicting")
 
     def commit(self, command: CommitStock) -> str:
+        """Claim "committed" on the reserved reservation (cached, checked by the append)."""
+        cached = True
         for _ in range(self.attempts):
-            reservation = self._load(command.order_id, ())
-            if reservation.status == "committed":
+            reservation = self._load(command.order_id, (), cached=cached)
+            cached = False
+            if reservation.status == "reserved":
+                committed = caused_by(
+                    StockCommitted, command, order_id=command.order_id, lines=reservation.lines
+                )
+                if self._claim(reservation, committed, command):
+                    return "committed"
+            elif self.session.used_cache:
+                continue  # decided on the cached state: look at the stream
+            elif reservation.status == "committed":
                 return self._adopt(reservation, command, ())
-            if reservation.status != "reserved":
+            else:
                 raise CommandRejected(f"order {command.order_id}: reservation {reservation.status}")
-            committed = caused_by(
-                StockCommitted, command, order_id=command.order_id, lines=reservation.lines
-            )
-            if self._claim(reservation, committed, command):
-                return "committed"
         raise ConcurrencyError(f"reservation of {command.order_id}: still conflicting")
 
     # -- steps ---------------------------------------------------------------------------------
-    def _load(self, order_id: UUID, lines: tuple[StockLine, ...]) -> Reservation:
-        """The reservation, with the SKU streams of ``lines`` read along (from their snapshots)."""
+    def _load(
+        self, order_id: UUID, lines: tuple[StockLine, ...], cached: bool = False
+    ) -> Reservation:
+        """The reservation, with the SKU streams of ``lines`` read along (from their snapshots);
+        ``cached``: the reservation may come from the cache (the append checks it)."""
         stream = reservation_stream(order_id)
-        self.session = Session(self.store)
+        self.session = Session(self.store, CACHE, frozenset({stream}), fresh=not cached)
         self.session.prefetch([stream, *(sku_stream(ln.sku) for ln in lines)])
         self._reservation_commits = list(self.session.prefetched.get(stream, []))
         return self.session.load(Reservation, stream)
@@ -149,8 +162,10 @@ class Inventory:
             self.publish(dup.commit, self.store)
             return True
         except ConcurrencyError:
+            self.session.forget(reservation.stream_id)
             return False
         self.publish(commit, self.store)
+        self.session.forget(reservation.stream_id)  # its next command reads the outcome
         return True
 
     def _decide(
@@ -202,7 +217,7 @@ class Inventory:
                 continue
             if held is None and not self._holds(order_id, line.sku):
                 continue
-            action = _as(command, release_id(order_id, line.sku))
+            action = acting_as(command, release_id(order_id, line.sku))
             self._on_sku(line.sku, action, _releaser(line, order_id, action))
 
     def _holds(self, order_id: UUID, sku: str) -> bool:
@@ -215,7 +230,7 @@ class Inventory:
         return self.session.load(Sku, sku_stream(sku))
 
     def _hold(self, line: StockLine, command: ReserveStock) -> Fate:
-        action = _as(command, hold_id(command.order_id, line.sku))
+        action = acting_as(command, hold_id(command.order_id, line.sku))
         fate = self._on_sku(line.sku, action, _holder(line, command.order_id, action))
         if fate == "short" and self._holds(command.order_id, line.sku):
             return "held"  # held by an earlier delivery of this reservation
@@ -240,6 +255,7 @@ class Inventory:
             except ConcurrencyError:
                 continue
             self.publish(commit, self.store)
+            self.session.committed(sku, commit)
             return fate
         raise ConcurrencyError(f"{sku_stream(sku_name)}: still conflicting after {self.attempts}")
 
@@ -254,11 +270,6 @@ def _releaser(line: StockLine, order_id: UUID, cause: Command) -> Callable[[Sku]
         return "held"  # what was held is given back; the fate is not asked for
 
     return release
-
-
-def _as(command: Command, message_id: UUID) -> Command:
-    """``command`` under the id of one SKU action of its order, so it commits at most once."""
-    return command.model_copy(update={"message_id": message_id})
 
 
 def _status_after(event: Event) -> str:

@@ -6,7 +6,7 @@ import uuid
 from typing import Literal
 from uuid import UUID
 
-from messages import Message, caused_by
+from messages import Command, Message, caused_by
 from messages.inventory import (
     AddStock,
     StockAdded,
@@ -74,6 +74,11 @@ class Sku(Aggregate):
 
     def when_StockHoldReleased(self, event: StockHoldReleased) -> None:
         self.released += event.quantity
+
+
+def acting_as(command: Command, message_id: UUID) -> Command:
+    """``command`` under the id of one SKU action of its order, so it commits at most once."""
+    return command.model_copy(update={"message_id": message_id})
 
 
 def hold_id(order_id: UUID, sku: str) -> UUID:

@@ -1,5 +1,6 @@
 """The saga actor: run each message through its saga (``sagas.runner``) on MongoDB and the broker.
 
+A saga's next step in this process starts from the record it saved last (``sagas.cache``).
 The messages a step produces are saved with the state, then sent, then forgotten one by one
 (written behind: a lost "forget" only means they are sent again, and their handlers take
 them once). Step deadlines are not messages held in RabbitMQ: they are the saga's indexed
@@ -18,6 +19,7 @@ import structlog
 from messages import Command, Event, Message, encode
 from messages.errors import InvalidMessageError
 from readstore.db import get_database
+from sagas.cache import RecordCache
 from sagas.fulfilment import HANDLES, saga_key
 from sagas.runner import Runner
 from sagas.store import SagaStore
@@ -32,6 +34,8 @@ from workers.write.writebehind import WRITE_BEHIND
 log = structlog.get_logger("sagaworks.sagas")
 
 _settings: Settings | None = None
+#: The sagas this process saved last: a saga's next step starts from its copy (``sagas.cache``).
+CACHE = RecordCache()
 
 
 def configure(settings: Settings) -> None:
@@ -75,7 +79,10 @@ def run_saga(message: Message, store: SagaStore | None = None) -> str:
     def forget(saga_id: str, message_ids: list[str]) -> None:
         WRITE_BEHIND.add(store.collection, store.sent(saga_id, message_ids))
 
-    runner = Runner(store, send, forget, step_seconds(), settings().concurrency_attempts)
+    database = store.collection.database
+    scope = (id(database.client), database.name, store.collection.name)
+    attempts = settings().concurrency_attempts
+    runner = Runner(store, send, forget, step_seconds(), attempts, cache=CACHE, scope=scope)
     return runner.run(message, datetime.now(UTC))
 
 

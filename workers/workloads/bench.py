@@ -93,6 +93,7 @@ def run(commands: int, threads: int) -> dict[str, Any]:
     counter = Processed()
     broker = runtime.broker
     broker.add_middleware(counter)
+    broker.emit_after("process_boot")  # as a worker process does (metrics set up)
     bench = _Bench(broker, counter, trips, threads)
     try:
         results = {
@@ -267,6 +268,6 @@ def _report(
         trips = r.get("round_trips_per_command")
         extra = f", {trips} MongoDB round trips/command" if trips is not None else ""
         lines.append(f"  {label:<28} {r['messages_per_second']:>8} msg/s{extra}")
-    lines.append(f"  ratio (c)/(b): {report['ratio_c_over_b']} (target >= 0.5)")
+    lines.append(f"  ratio (c)/(b): {report['ratio_c_over_b']} (target >= 0.8)")
     report["_text"] = "\n".join(lines)
     return report

@@ -65,6 +65,7 @@ def run(orders: int, rate: float, threads: int, processes: int = 0) -> dict[str,
     database = connect(url, settings.mongodb_db, event_listeners=[ledger.store_listener()])
     runtime = boot(settings, database=database)
     ledger.install(runtime.broker)
+    runtime.broker.emit_after("process_boot")  # as a worker process does (metrics set up)
     worker = Worker(runtime.broker, worker_threads=threads, worker_timeout=100)
     worker.start()
     observer: MongoClient[Document] = MongoClient(url, tz_aware=True)

@@ -14,12 +14,16 @@ from typing import NoReturn
 
 from pymongo import ASCENDING
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from messages import Command, Event, encode
 from messages.errors import ConcurrencyError
 from readstore.db import Document, get_database
 from readstore.eventlog import Commit, commit_id, commits, read_commits
+
+#: One commit to store: the stream, the version it follows, its events, the command (if any).
+Append = tuple[str, int, Sequence[Event], Command | None]
+_DUPLICATE_KEY = 11000
 
 
 class DuplicateCommand(Exception):
@@ -85,35 +89,29 @@ class EventStore:
         command: Command | None = None,
     ) -> Commit:
         """Store ``events`` as one commit after ``expected_version``; one round trip."""
-        if not events:
-            raise ValueError("a commit needs at least one event")
-        first = expected_version + 1
-        doc: Document = {
-            "_id": commit_id(stream_id, first),
-            "stream_id": stream_id,
-            "version_from": first,
-            "version": expected_version + len(events),
-            "events": [_stored(e) for e in events],
-            "committed_at": datetime.now(UTC),
-            "dispatched": False,
-        }
-        if command is not None:
-            doc["command_id"] = str(command.message_id)
-            doc["correlation_id"] = str(command.correlation)
+        doc = _document(stream_id, expected_version, events, command)
         try:
             self.commits.insert_one(doc)
         except DuplicateKeyError:
             self._raise_conflict(stream_id, expected_version, command)
-        return Commit(
-            id=doc["_id"],
-            stream_id=stream_id,
-            version_from=first,
-            version=doc["version"],
-            events=tuple(e.recorded(stream_id, first + i) for i, e in enumerate(events)),
-            command_id=doc.get("command_id"),
-            committed_at=doc["committed_at"],
-            dispatched=False,
-        )
+        return _commit(doc, events)
+
+    def append_all(self, appends: Sequence[Append]) -> list[Commit]:
+        """Store several commits in one round trip, in order, up to the first that collides.
+
+        The commits stored, a prefix of ``appends``: like that many ``append`` calls in a row
+        that stopped at the first conflict or duplicate, which the caller then tells apart
+        by appending that one again on a fresh read.
+        """
+        docs = [_document(*append) for append in appends]
+        try:
+            self.commits.insert_many(docs, ordered=True)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if exc.details.get("writeConcernErrors") or errors[0].get("code") != _DUPLICATE_KEY:
+                raise
+            docs = docs[: errors[0]["index"]]
+        return [_commit(doc, append[2]) for doc, append in zip(docs, appends, strict=False)]
 
     def _raise_conflict(self, stream_id: str, expected: int, command: Command | None) -> NoReturn:
         existing = self.commit_for(stream_id, command) if command else None
@@ -139,6 +137,42 @@ class EventStore:
 
     def count_undispatched(self) -> int:
         return self.commits.count_documents({"dispatched": False})
+
+
+def _document(
+    stream_id: str, expected_version: int, events: Sequence[Event], command: Command | None
+) -> Document:
+    if not events:
+        raise ValueError("a commit needs at least one event")
+    first = expected_version + 1
+    doc: Document = {
+        "_id": commit_id(stream_id, first),
+        "stream_id": stream_id,
+        "version_from": first,
+        "version": expected_version + len(events),
+        "events": [_stored(e) for e in events],
+        "committed_at": datetime.now(UTC),
+        "dispatched": False,
+    }
+    if command is not None:
+        doc["command_id"] = str(command.message_id)
+        doc["correlation_id"] = str(command.correlation)
+    return doc
+
+
+def _commit(doc: Document, events: Sequence[Event]) -> Commit:
+    """The commit ``doc`` stored, with ``events`` as recorded on its stream."""
+    stream_id, first = doc["stream_id"], doc["version_from"]
+    return Commit(
+        id=doc["_id"],
+        stream_id=stream_id,
+        version_from=first,
+        version=doc["version"],
+        events=tuple(e.recorded(stream_id, first + i) for i, e in enumerate(events)),
+        command_id=doc.get("command_id"),
+        committed_at=doc["committed_at"],
+        dispatched=False,
+    )
 
 
 def _stored(event: Event) -> Document:

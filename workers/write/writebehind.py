@@ -30,7 +30,7 @@ Key = tuple[int, str, str]
 class WriteBehind:
     """Collects updates per collection; a background thread writes each batch in one bulk."""
 
-    def __init__(self, interval: float = 0.2) -> None:
+    def __init__(self, interval: float = 0.5) -> None:
         self.interval = interval
         self._lock = threading.Lock()
         self._writing = threading.Lock()  # held while a batch is written
@@ -53,22 +53,28 @@ class WriteBehind:
                 self._thread.start()
 
     def flush(self) -> int:
-        """Write every pending update now, and wait for a batch being written meanwhile; how
-        many this call wrote."""
+        """Write every pending update now, each collection's batch on its own, and wait for a
+        batch being written meanwhile; how many this call wrote (a batch that fails is
+        dropped: the relay or the next step repairs it)."""
         with self._writing:
             with self._lock:
                 batches, self._pending = list(self._pending.values()), {}
+            written = 0
             for collection, updates in batches:
-                collection.bulk_write(updates, ordered=False)
-        return sum(len(updates) for _, updates in batches)
+                try:
+                    collection.bulk_write(updates, ordered=False)
+                except PyMongoError:
+                    log.warning(
+                        "writebehind.failed", collection=collection.name, updates=len(updates)
+                    )
+                    continue
+                written += len(updates)
+        return written
 
     def _run(self) -> None:
         while True:
             time.sleep(self.interval)
-            try:
-                self.flush()
-            except PyMongoError:
-                log.warning("writebehind.failed")  # repaired by the relay or the next step
+            self.flush()
 
 
 WRITE_BEHIND = WriteBehind()

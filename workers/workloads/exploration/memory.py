@@ -9,6 +9,7 @@ exploration can branch a world cheaply. Snapshots are not kept (a null collectio
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -18,8 +19,8 @@ from messages import Command, Event, Message
 from messages.errors import ConcurrencyError
 from readstore.eventlog import Commit, commit_id
 from sagas.state import Fulfilment
-from sagas.store import SagaRecord
-from workers.write.eventstore import DuplicateCommand, EventStore
+from sagas.store import SagaRecord, stepped
+from workers.write.eventstore import Append, DuplicateCommand, EventStore
 
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -35,6 +36,13 @@ class _NullCollection:
 
 
 class _NullDatabase:
+    """A database of one world: named afresh for each, so no world sees another's cache."""
+
+    client: Any = None
+
+    def __init__(self) -> None:
+        self.name = uuid.uuid4().hex
+
     def __getitem__(self, name: str) -> _NullCollection:
         return _NullCollection()
 
@@ -99,6 +107,15 @@ class MemoryEventStore(EventStore):
         self.signature[stream_id] = self.signature.get(stream_id, ()) + kinds
         return commit
 
+    def append_all(self, appends: Sequence[Append]) -> list[Commit]:
+        stored: list[Commit] = []
+        for append in appends:
+            try:
+                stored.append(self.append(*append))
+            except (DuplicateCommand, ConcurrencyError):
+                break
+        return stored
+
     def commit_for(self, stream_id: str, command: Command | str) -> Commit | None:
         command_id = command if isinstance(command, str) else str(command.message_id)
         return next(
@@ -123,32 +140,28 @@ class MemorySagaStore:
     def load(self, saga_id: str) -> SagaRecord | None:
         return self.sagas.get(saga_id)
 
-    def create(self, state: Fulfilment, cause: Message, out: Sequence[Message]) -> bool:
+    def create(
+        self, state: Fulfilment, cause: Message, out: Sequence[Message]
+    ) -> SagaRecord | None:
         if self.before_write is not None:
             self.before_write()
         saga_id = str(state.order_id)
         if saga_id in self.sagas:
-            return False
+            return None
         handled = frozenset({str(cause.message_id)})
         self.sagas[saga_id] = SagaRecord(saga_id, 1, state, handled, tuple(out))
-        return True
+        return self.sagas[saga_id]
 
     def save(
         self, record: SagaRecord, state: Fulfilment, cause: Message, out: Sequence[Message]
-    ) -> bool:
+    ) -> SagaRecord | None:
         if self.before_write is not None:
             self.before_write()
         current = self.sagas.get(record.saga_id)
         if current is None or current.version != record.version:
-            return False
-        self.sagas[record.saga_id] = SagaRecord(
-            record.saga_id,
-            record.version + 1,
-            state,
-            current.handled | {str(cause.message_id)},
-            (*current.pending, *out),
-        )
-        return True
+            return None
+        self.sagas[record.saga_id] = stepped(current, state, cause, out)
+        return self.sagas[record.saga_id]
 
     def forget(self, saga_id: str, message_ids: list[str]) -> None:
         record = self.sagas[saga_id]
