@@ -37,7 +37,6 @@ class InventoryLevels(Projection):
     )
     #: SKU streams first: a rebuild folds holds before the commits that consume them.
     follows = (SKUS, RESERVATIONS)
-    fold_in_order = True
 
     def change(self, event: Event) -> Update:
         match event:

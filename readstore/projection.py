@@ -75,10 +75,9 @@ class Projection:
     collection_name: ClassVar[str]
     #: Event types this projection applies (others in a followed stream only advance it).
     handles: ClassVar[tuple[type[Event], ...]]
-    #: The kinds of stream it follows, where their documents are and their positions.
+    #: The kinds of stream it follows, where their documents are and their positions (a
+    #: rebuild folds them kind after kind, in this order).
     follows: ClassVar[tuple[Follow, ...]]
-    #: Whether a rebuild must fold each kind of stream after those declared before it.
-    fold_in_order: ClassVar[bool] = False
 
     def __init__(
         self,
