@@ -38,7 +38,10 @@ DUPLICATE_KEY = 11000
 
 
 def apply_batch(projection: Projection, events: Sequence[Event]) -> list[Outcome]:
-    """Apply ``events`` to ``projection``'s documents; per event, applied or its error."""
+    """Apply ``events`` to ``projection``'s documents. Per event: ``True`` when its document
+    stands at or past it (applied by this batch; or, when not all of the batch matched,
+    perhaps before it), ``False`` when applied alone it was found applied or held, or its
+    error."""
     outcomes: list[Outcome] = [False] * len(events)
     by_collection: dict[str, list[tuple[int, Place]]] = defaultdict(list)
     for i, event in enumerate(events):
@@ -92,9 +95,10 @@ def _bulk(collection: Collection[Document], ops: list[UpdateOne]) -> int:
         try:
             result = collection.bulk_write(ops, ordered=True)
         except BulkWriteError as exc:
-            (error,) = exc.details["writeErrors"]
-            if error["code"] != DUPLICATE_KEY:
+            errors = exc.details["writeErrors"]
+            if len(errors) != 1 or errors[0]["code"] != DUPLICATE_KEY:
                 raise
+            error = errors[0]
             done += exc.details["nMatched"] + exc.details["nUpserted"]
             ops = ops[error["index"] + 1 :]
             continue

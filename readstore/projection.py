@@ -190,8 +190,8 @@ class Projection:
 
     def apply_batch(self, events: Sequence[Event]) -> list[bool | Exception]:
         """Apply ``events`` as ``apply`` would, with one bulk write per collection when
-        they all apply in turn (see ``readstore.batch``); per event, whether it was applied
-        or the error it failed with. During a rebuild, to the new collections too."""
+        they all apply in turn (see ``readstore.batch``); per event, whether it stands
+        applied, or the error it failed with. During a rebuild, to the new collections too."""
         outcomes = apply_batch(self, events)
         if self.is_live():
             for target in rebuild_targets(self.database, self.name):

@@ -107,6 +107,19 @@ def test_an_event_that_cannot_be_placed_fails_alone_in_its_batch(database):
     assert isinstance(outcomes[1], UnplaceableEvent)
 
 
+def test_a_first_event_applied_before_does_not_stop_the_rest_of_its_batch(database):
+    # Given two orders placed, the first of them already applied
+    first, _, second, _ = orders_in_store(EventStore(database), 2)
+    OrderSummaries(database).apply(first)
+
+    # When both placements come in one batch, the applied one first
+    outcomes = OrderSummaries(database).apply_batch([first, second])
+
+    # Then the second was applied too, and the first stands applied once
+    assert outcomes[1] is True
+    assert database.order_summary.count_documents({"_version": 1}) == 2
+
+
 def test_an_event_ahead_of_its_stream_in_a_batch_heals_the_gap(database):
     # Given an order placed and confirmed in the store, neither applied yet
     _, confirmed = orders_in_store(EventStore(database), 1)
