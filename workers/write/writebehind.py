@@ -33,6 +33,7 @@ class WriteBehind:
     def __init__(self, interval: float = 0.2) -> None:
         self.interval = interval
         self._lock = threading.Lock()
+        self._writing = threading.Lock()  # held by a flush while it writes its batches
         self._pending: dict[Key, tuple[Collection[Document], list[UpdateOne]]] = {}
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -52,11 +53,13 @@ class WriteBehind:
                 self._thread.start()
 
     def flush(self) -> int:
-        """Write every pending update now; how many were written."""
-        with self._lock:
-            batches, self._pending = list(self._pending.values()), {}
-        for collection, updates in batches:
-            collection.bulk_write(updates, ordered=False)
+        """Write every pending update now, and wait for a batch another flush is writing;
+        how many were written."""
+        with self._writing:
+            with self._lock:
+                batches, self._pending = list(self._pending.values()), {}
+            for collection, updates in batches:
+                collection.bulk_write(updates, ordered=False)
         return sum(len(updates) for _, updates in batches)
 
     def _run(self) -> None:
