@@ -172,6 +172,25 @@ def test_audit_names_an_order_summary_that_differs_from_the_log(
     assert [f"order_summary {order.order_id}" in d for d in found] == [True]
 
 
+def test_exact_read_models_compares_every_field_of_every_read_model(
+    stub_broker, stub_worker, database
+):
+    # Given an order summary whose customer name differs from its OrderPlaced
+    order = run_orders(stub_broker, stub_worker, methods=("card",))[0]
+    database["order_summary"].update_one(
+        {"_id": str(order.order_id)}, {"$set": {"customer_name": "someone else"}}
+    )
+
+    # When the audit runs over the whole store, then with the exact comparison
+    default = audit(database, grace=SETTLED, full=True)
+    exact = audit(database, grace=SETTLED, full=True, exact_read_models=True)
+
+    # Then only the exact comparison names it (the default compares what invariants rest on)
+    assert "read_models_match_log" not in default.broken
+    details = [d for name, d in exact.findings if name == "read_models_match_log"]
+    assert any("customer_name" in d for d in details)
+
+
 def test_audit_names_a_customer_profile_that_differs_from_the_log(
     stub_broker, stub_worker, database
 ):

@@ -35,7 +35,7 @@ class Log:
         self.read += 1
         kind, _, name = doc["stream_id"].partition("-")
         if kind == "sku":
-            self.skus.setdefault(name, []).append(doc)
+            self.skus.setdefault(name, []).append(_slim(doc))
         elif kind in ORDER_KINDS:
             self.orders.setdefault(name, OrderFacts(name)).add(doc)
 
@@ -46,6 +46,12 @@ class Log:
 
     def has_version(self, sku: str, version: int) -> bool:
         return any(d["version"] == version for d in self.skus.get(sku, ()))
+
+
+def _slim(doc: Document) -> Document:
+    """What ``SkuStock.add`` reads of a commit (a SKU's commits wait in memory, sorted)."""
+    events = [{"type": e["type"], "data": e.get("data", {})} for e in doc["events"]]
+    return {"version": doc["version"], "committed_at": doc["committed_at"], "events": events}
 
 
 def read_log(database: Database[Document]) -> Log:

@@ -213,7 +213,8 @@ def run(orders: int, budget: float, store_path: str | None = None) -> dict[str, 
     home = tempfile.mkdtemp(prefix="sagaworks-audit-bench-")
     path = store_path or f"{home}/store"
     fresh = not Path(path).exists()
-    store = EmbeddedMongo.start(path, sync_on_commit=False)
+    # a large store takes minutes to open on a loaded machine
+    store = EmbeddedMongo.start(path, sync_on_commit=False, timeout=600)
     try:
         database = connect(store.url, "audit_bench")
         load_actor_modules()
