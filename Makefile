@@ -27,8 +27,8 @@ test: $(STAMP) browser
 # The fault-injection suite, long form (a short form runs in `make test`): a private RabbitMQ
 # node, separate worker and relay processes, faults on a schedule; prints the results table.
 # Needs root or the rabbitmq user (to start the private node). CHAOS_ARGS="--orders 300".
-# The long tests `make test` leaves out: the saga soak, the fault suite's short form and the
-# store-crash run (each several minutes, separate processes, a private RabbitMQ node).
+# The long tests `make test` leaves out: the saga soak and the store-crash run (several
+# minutes each, separate worker, relay and store processes).
 soak: $(STAMP)
 	$(BIN)/pytest -m slow
 

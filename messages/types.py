@@ -41,10 +41,14 @@ def _whole(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern.removeprefix("^").removesuffix("$"))
 
 
+_UUID = _whole(UUID_PATTERN)
+_TIMESTAMP = _whole(TIMESTAMP_PATTERN)
+
+
 def _check_uuid(value: Any) -> Any:
     if isinstance(value, UUID):
         return value
-    if isinstance(value, str) and _whole(UUID_PATTERN).fullmatch(value):
+    if isinstance(value, str) and _UUID.fullmatch(value):
         return value
     raise ValueError("must be a UUID as text: 8-4-4-4-12 hexadecimal digits")
 
@@ -52,7 +56,7 @@ def _check_uuid(value: Any) -> Any:
 def _parse_timestamp(value: Any) -> datetime:
     if isinstance(value, datetime) and value.tzinfo is not None:
         return value
-    if isinstance(value, str) and _whole(TIMESTAMP_PATTERN).fullmatch(value):
+    if isinstance(value, str) and _TIMESTAMP.fullmatch(value):
         return datetime.fromisoformat(value)  # a day past the month's end raises ValueError
     raise ValueError("must be an RFC 3339 date-time with a zone, e.g. 2026-11-22T06:00:00Z")
 

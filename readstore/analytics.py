@@ -9,6 +9,7 @@ counters. Answers are cached in process and invalidated by each model's change c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
@@ -41,6 +42,12 @@ class _CountedProjection(Projection):
         if self.is_live():
             bump_version(self.database, self.name)
         return applied
+
+    def apply_batch(self, events: Sequence[Event]) -> list[bool | Exception]:
+        outcomes = super().apply_batch(events)
+        if self.is_live():
+            bump_version(self.database, self.name)
+        return outcomes
 
 
 class OrderAnalytics(_CountedProjection):

@@ -13,7 +13,7 @@ not grow with the customer's history.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -36,6 +36,7 @@ ORDERS = Follow("order", collection="orders")
 #: How many of the customer's latest orders the profile carries.
 RECENT = 5
 COUNTED = ("orders_placed", "orders_confirmed", "orders_cancelled")
+ORDER_EVENTS = (OrderPlaced, OrderConfirmed, OrderCancelled)
 
 
 class CustomerProfiles(Projection):
@@ -74,8 +75,14 @@ class CustomerProfiles(Projection):
         return {}
 
     def propagate(self, event: Event) -> None:
-        if isinstance(event, OrderPlaced | OrderConfirmed | OrderCancelled):
+        if isinstance(event, ORDER_EVENTS):
             self.recount(str(event.customer_id))
+
+    def propagate_batch(self, events: Sequence[Event]) -> None:
+        """Each customer's figures recomputed once for all of their orders in the batch."""
+        customers = [str(e.customer_id) for e in events if isinstance(e, ORDER_EVENTS)]
+        for customer_id in dict.fromkeys(customers):
+            self.recount(customer_id)
 
     def recount(self, customer_id: str) -> None:
         """Recompute the customer's order figures from their per-order documents."""

@@ -1,9 +1,10 @@
 """Folding the event log in memory through a projection's own apply code.
 
-The log is read in one scan (large batches, only the fields needed), skipping the streams
-the projection does not follow undecoded; only events the projection handles are
-decoded, the others only advance their stream's position (up to its last handled event).
-A commit met ahead of its predecessor (the store returned it early) waits for it.
+The log is read kind of stream by kind of stream, in the order the projection declares them
+(so a kind can rely on the ones before it being folded), in large batches in the order
+of the index on ``(stream_id, version)``; streams the projection does not follow are not read.
+Only events the projection handles are decoded, the others only advance their stream's
+position (up to its last handled event). A commit met ahead of its predecessor waits for it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from pymongo.database import Database
@@ -19,17 +20,24 @@ from pymongo.database import Database
 from messages import Event, registry
 from readstore.db import Document
 from readstore.eventlog import commits
-from readstore.follows import Place, place_stream, stream_type
+from readstore.follows import Follow, Place, place_stream, stream_range
 from readstore.memory import Memory
 from readstore.projection import Projection
 
 BATCH = 5000
-FIELDS = {"stream_id": 1, "version_from": 1, "version": 1, "events": 1}
+#: By ``stream_id``: the store walks the index ``(stream_id, version)``, which gives each
+#: stream's commits in version order too, without sorting (a sort on both fields, or a
+#: projection, costs the embedded store more than the whole commit it would leave out).
+ORDER = "stream_id"
 
 
 @dataclass
 class Progress:
-    """Where a rebuild stands; ``rate`` in events per second over this run."""
+    """Where a rebuild stands; ``rate`` in events per second over this run.
+
+    ``total_commits`` is the size of the whole log (counting the followed streams' commits
+    would cost the store as much as reading them): for a projection that follows part of
+    the log, the fold ends before it and the ETA is an upper bound."""
 
     phase: str
     events: int = 0
@@ -65,20 +73,19 @@ def handled_types(projection_type: type[Projection]) -> frozenset[str]:
     )
 
 
-def logged(database: Database[Document]) -> Iterator[Document]:
-    """Every commit, in the store's order: one scan (a range on ``_id`` is no cheaper). The
+def logged(database: Database[Document], follows: Iterable[Follow]) -> Iterator[Document]:
+    """The commits of the kinds of stream ``follows`` names, kind after kind in the order
+    declared, each stream's in version order: one range on ``stream_id`` per kind, which the
+    index ``stream_version`` serves and orders, so streams not followed are never read. The
     next batch is read by a thread while this one is folded."""
     batches: queue.Queue[list[Document] | BaseException | None] = queue.Queue(maxsize=2)
+    kinds = list(dict.fromkeys(follow.stream_type for follow in follows))
 
     def read() -> None:
         try:
-            batch: list[Document] = []
-            for doc in commits(database).find({}, FIELDS).batch_size(BATCH):
-                batch.append(doc)
-                if len(batch) == BATCH:
+            for kind in kinds:
+                for batch in _batches(database, kind):
                     batches.put(batch)
-                    batch = []
-            batches.put(batch)
             batches.put(None)
         except BaseException as exc:  # handed to the folding thread, which raises it
             batches.put(exc)
@@ -88,6 +95,20 @@ def logged(database: Database[Document]) -> Iterator[Document]:
         if isinstance(item, BaseException):
             raise item
         yield from item
+
+
+def _batches(database: Database[Document], kind: str) -> Iterator[list[Document]]:
+    """The commits of the streams of ``kind``, ``BATCH`` at a time."""
+    cursor = commits(database).find({"stream_id": stream_range(kind)})
+    cursor = cursor.sort(ORDER, 1).batch_size(BATCH)
+    batch: list[Document] = []
+    for doc in cursor:
+        batch.append(doc)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 class Fold:
@@ -102,20 +123,12 @@ class Fold:
         self.unhandled: dict[str, list[Place]] = {}
 
     def run(self, progress: Progress, tick: Callable[[], None] = lambda: None) -> None:
-        kinds = {f.stream_type: i for i, f in enumerate(self.projection.follows)}
-        later: list[list[Document]] = [[] for _ in kinds]
-        for doc in logged(self.projection.database):
-            kind = kinds.get(stream_type(doc["stream_id"]))
-            if kind is not None and kind > 0 and self.projection.fold_in_order:
-                later[kind].append(doc)  # folded after every stream of the kinds before it
-            elif kind is not None:
-                progress.events += self.commit(doc)
+        for doc in logged(self.projection.database, self.projection.follows):
+            progress.events += self.commit(doc)
             progress.commits += 1
             if progress.commits % 2000 == 0:
                 self.report(progress)
                 tick()
-        for doc in (d for kind in later for d in kind):
-            progress.events += self.commit(doc)
         if any(self.waiting.values()):
             raise RuntimeError(
                 f"gaps in the log: {sorted(k for k, v in self.waiting.items() if v)}"

@@ -31,10 +31,6 @@ class Follow:
     def stream_id(self, key: str) -> str:
         return f"{self.stream_type}-{key}"
 
-    def id_range(self) -> dict[str, str]:
-        """The commits' ``_id`` range holding every stream of this type (``<type>-…@…``)."""
-        return {"$gt": f"{self.stream_type}-", "$lt": f"{self.stream_type}."}
-
 
 @dataclass(frozen=True)
 class Place:
@@ -46,8 +42,9 @@ class Place:
     version: int
 
 
-def stream_type(stream_id: str) -> str:
-    return stream_id.partition("-")[0]
+def stream_range(kind: str) -> dict[str, str]:
+    """The ``stream_id`` range holding every stream of type ``kind`` (``<kind>-…``)."""
+    return {"$gt": f"{kind}-", "$lt": f"{kind}."}
 
 
 def place(follows: Iterable[Follow], event: Event, projection: str) -> Place:

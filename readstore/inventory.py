@@ -17,7 +17,13 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from messages import Event
-from messages.inventory import StockAdded, StockCommitted, StockHeld, StockHoldReleased
+from messages.inventory import (
+    StockAdded,
+    StockCommitted,
+    StockHeld,
+    StockHoldReleased,
+    StockReserved,
+)
 from readstore.db import get_database
 from readstore.follows import Follow
 from readstore.projection import Projection, Update
@@ -29,15 +35,18 @@ RESERVATIONS = Follow("reservation", collection="reservations")
 class InventoryLevels(Projection):
     name = "inventory_levels"
     collection_name = "inventory_levels"
+    #: ``StockReserved`` changes nothing here, but delivered it brings the reservation's
+    #: position to 1, so that its ``StockCommitted`` (version 2) applies at once instead
+    #: of reading the stream from the store to fill the gap.
     handles: ClassVar[tuple[type[Event], ...]] = (
         StockAdded,
         StockHeld,
         StockHoldReleased,
+        StockReserved,
         StockCommitted,
     )
     #: SKU streams first: a rebuild folds holds before the commits that consume them.
     follows = (SKUS, RESERVATIONS)
-    fold_in_order = True
 
     def change(self, event: Event) -> Update:
         match event:

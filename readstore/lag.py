@@ -15,7 +15,7 @@ from pymongo.database import Database
 
 from readstore.db import Document
 from readstore.eventlog import commits
-from readstore.follows import Follow
+from readstore.follows import Follow, stream_range
 from readstore.mongo import dig
 from readstore.projection import Projection
 
@@ -36,7 +36,7 @@ def stream_versions(
 ) -> dict[str, int]:
     """Per stream of ``follow``'s kind, the version of its last commit holding ``types``."""
     pipeline: list[dict[str, Any]] = [
-        {"$match": {"_id": follow.id_range(), "events.type": {"$in": types}}},
+        {"$match": {"stream_id": stream_range(follow.stream_type), "events.type": {"$in": types}}},
         {"$group": {"_id": "$stream_id", "version": {"$max": "$version"}}},
     ]
     return {doc["_id"]: int(doc["version"]) for doc in commits(database).aggregate(pipeline)}

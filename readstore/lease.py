@@ -28,7 +28,7 @@ REGISTRY_TTL = 0.5
 #: A lease not renewed for this long belongs to a dead holder.
 LEASE_TTL = timedelta(seconds=30)
 
-_cache: dict[tuple[str, str], tuple[float, list[str]]] = {}
+_cache: dict[str, tuple[float, dict[str, list[str]]]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -109,15 +109,14 @@ def abandoned_target(database: Database[Document], projection: str) -> str | Non
 
 
 def rebuild_targets(database: Database[Document], projection: str) -> list[str]:
-    """The collections a running rebuild of ``projection`` builds (cached ``REGISTRY_TTL``)."""
-    key, now = (database.name, projection), time.monotonic()
+    """The collections a running rebuild of ``projection`` builds. One read of every running
+    rebuild serves all projections of the process for ``REGISTRY_TTL``."""
+    now = time.monotonic()
     with _cache_lock:
-        cached = _cache.get(key)
-        if cached is not None and now - cached[0] < REGISTRY_TTL:
-            return cached[1]
-    query = {"_id": projection, "expires_at": {"$gt": datetime.now(UTC)}}
-    doc = database[REBUILDS].find_one(query, {"target": 1})
-    targets = [doc["target"]] if doc and doc.get("target") else []
-    with _cache_lock:
-        _cache[key] = (now, targets)
-    return targets
+        cached = _cache.get(database.name)
+    if cached is None or now - cached[0] >= REGISTRY_TTL:
+        running = database[REBUILDS].find({"expires_at": {"$gt": datetime.now(UTC)}}, {"target": 1})
+        cached = (now, {doc["_id"]: [doc["target"]] for doc in running if doc.get("target")})
+        with _cache_lock:
+            _cache[database.name] = cached
+    return cached[1].get(projection, [])

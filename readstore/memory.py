@@ -20,8 +20,13 @@ from readstore.db import Document
 _MISSING = object()
 
 
+_PLAIN = (str, int, float, bool, type(None), Decimal128)
+
+
 def _stored(value: Any) -> Any:
     """``value`` as MongoDB would give it back (datetimes keep milliseconds only)."""
+    if isinstance(value, _PLAIN):
+        return value
     if isinstance(value, datetime):
         return value.replace(microsecond=value.microsecond // 1000 * 1000)
     if isinstance(value, dict):
@@ -58,9 +63,12 @@ def _decimal(value: Any) -> Decimal:
     return value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
 
 
-def matches(doc: Mapping[str, Any], query: Mapping[str, Any]) -> bool:
-    """Whether ``doc`` satisfies ``query`` (equality and ``$exists`` only)."""
+def matches(doc: Mapping[str, Any], query: Mapping[str, Any], skip: str = "") -> bool:
+    """Whether ``doc`` satisfies ``query`` but its field ``skip`` (equality, ``$exists``,
+    ``$lt`` and ``$or`` only)."""
     for path, want in query.items():
+        if path == skip:
+            continue
         if path == "$or":
             if not any(matches(doc, alternative) for alternative in want):
                 return False
@@ -107,7 +115,7 @@ class MemoryCollection:
     def update(self, query: Mapping[str, Any], update: Any, upsert: bool) -> bool:
         """Like ``update_one``: whether a document was changed or inserted."""
         doc = self.docs.get(query["_id"])
-        if doc is not None and matches(doc, {k: v for k, v in query.items() if k != "_id"}):
+        if doc is not None and matches(doc, query, skip="_id"):
             apply_update(doc, update)
             return True
         if doc is not None or not upsert:

@@ -21,7 +21,7 @@ While a rebuild runs, every event applied live is applied to its new collections
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -31,6 +31,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from messages import Event
+from readstore.batch import Conditional, apply_batch
 from readstore.db import Document, get_database
 from readstore.documents import Documents, FoldedDocuments, StoredDocuments
 from readstore.eventlog import read_stream
@@ -55,6 +56,11 @@ def releasing() -> Iterator[None]:
         _releasing.reset(token)
 
 
+def is_releasing() -> bool:
+    """Whether ``apply`` releases parked streams in the current context."""
+    return _releasing.get()
+
+
 def set_releasing(flag: bool) -> None:
     """Set for the current thread (a worker marks a replayed message's processing)."""
     _releasing.set(flag)
@@ -75,10 +81,9 @@ class Projection:
     collection_name: ClassVar[str]
     #: Event types this projection applies (others in a followed stream only advance it).
     handles: ClassVar[tuple[type[Event], ...]]
-    #: The kinds of stream it follows, where their documents are and their positions.
+    #: The kinds of stream it follows, where their documents are and their positions (a
+    #: rebuild folds them kind after kind, in this order).
     follows: ClassVar[tuple[Follow, ...]]
-    #: Whether a rebuild must fold each kind of stream after those declared before it.
-    fold_in_order: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -167,17 +172,37 @@ class Projection:
     def _apply_next(self, event: Event | None, where: Place) -> bool:
         """Apply ``event`` if the document stands exactly one version before it (``None``:
         an event this projection does not handle, which only advances the position)."""
+        applied = self.documents.update(*self.conditional(event, where))
+        if applied and event is not None:
+            self._propagate(event)
+        return applied
+
+    def conditional(self, event: Event | None, where: Place) -> Conditional:
+        """The one update applying ``event`` at ``where``: collection, filter (the position
+        one version before), change with the new position, and whether to insert."""
         handled = event is not None and isinstance(event, self.handles)
         update = self.change(event) if event is not None and handled else {}
         position = where.follow.position
         update = {**update, "$set": {**update.get("$set", {}), position: where.version}}
         query: dict[str, Any] = {"_id": where.doc_id}
         query[position] = {"$exists": False} if where.version == 1 else where.version - 1
-        collection = self.collection_of(where.follow)
-        applied = self.documents.update(collection, query, update, upsert=where.version == 1)
-        if applied and event is not None:
+        return self.collection_of(where.follow), query, update, where.version == 1
+
+    def apply_batch(self, events: Sequence[Event]) -> list[bool | Exception]:
+        """Apply ``events`` as ``apply`` would, with one bulk write per collection when
+        they all apply in turn (see ``readstore.batch``); per event, whether it stands
+        applied, or the error it failed with. During a rebuild, to the new collections too."""
+        outcomes = apply_batch(self, events)
+        if self.is_live():
+            for target in rebuild_targets(self.database, self.name):
+                built = apply_batch(type(self)(self.database, collection=target), events)
+                outcomes = [_worse(o, b) for o, b in zip(outcomes, built, strict=True)]
+        return outcomes
+
+    def propagate_batch(self, events: Sequence[Event]) -> None:
+        """``propagate`` for each of ``events`` applied in one batch (in stream order)."""
+        for event in events:
             self._propagate(event)
-        return applied
 
     def fold(self, where: Place, event: Event | None) -> bool:
         """Apply one logged event during a rebuild's fold (``None``: not handled here)."""
@@ -242,3 +267,8 @@ class Projection:
 
     def _parked_id(self, stream_id: str) -> str:
         return f"{self.collection.name}:{stream_id}"
+
+
+def _worse(live: bool | Exception, built: bool | Exception) -> bool | Exception:
+    """The outcome of an event applied live and to a rebuild's collections: an error wins."""
+    return built if isinstance(built, Exception) and not isinstance(live, Exception) else live

@@ -4,7 +4,9 @@ A document holds the state, its version, the ids of the messages already handled
 messages still to send (appended in the same update as the state change that produced them,
 so a crash cannot separate them, and removed one by one once sent, so no later step can
 overwrite one not sent yet), the deadline with ``wake_at`` (when the sweeper looks at the
-saga next: indexed), and a bounded history of transitions.
+saga next: indexed; for a finished saga with messages pending, ``resend_after`` from its
+last step, so a "sent" mark lost with its process is repaired), and a bounded history of
+transitions.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ SAGAS = "sagas"
 #: Handled message ids kept per saga (a saga handles about ten messages in its life).
 HANDLED_KEPT = 200
 HISTORY_KEPT = 100
+#: How long a finished saga's messages may stay pending before the sweeper sends them again
+#: (a running saga's are sent again at its step's deadline).
+RESEND_AFTER = timedelta(seconds=30)
 _TERMINAL = sorted(s.value for s in TERMINAL)
 
 
@@ -60,8 +65,14 @@ def stepped(
 
 
 class SagaStore:
-    def __init__(self, database: Database[Document], name: str = SAGAS) -> None:
+    def __init__(
+        self,
+        database: Database[Document],
+        name: str = SAGAS,
+        resend_after: timedelta = RESEND_AFTER,
+    ) -> None:
         self.collection: Collection[Document] = database[name]
+        self.resend_after = resend_after
 
     def indexes(self) -> None:
         self.collection.create_index([("status", ASCENDING), ("updated_at", ASCENDING)])
@@ -87,7 +98,8 @@ class SagaStore:
             "handled": [str(cause.message_id)],
             "pending": [encode(m) for m in out],
             "history": [_transition(None, state, cause, out, now)],
-            **_fields(state, out, now, finished=state.finished),
+            **_fields(state, now, finished=state.finished),
+            "wake_at": self._wake_at(state, now, unsent=bool(out)),
         }
         try:
             self.collection.insert_one(doc)
@@ -103,7 +115,8 @@ class SagaStore:
         now = datetime.now(UTC)
         update = {
             "$set": {
-                **_fields(state, out, now, finished=state.finished and not record.state.finished),
+                **_fields(state, now, finished=state.finished and not record.state.finished),
+                "wake_at": self._wake_at(state, now, unsent=bool(out or record.pending)),
                 "version": record.version + 1,
             },
             "$push": {
@@ -122,6 +135,13 @@ class SagaStore:
             return None
         return stepped(record, state, cause, out)
 
+    def _wake_at(self, state: Fulfilment, now: datetime, *, unsent: bool) -> datetime | None:
+        """The step's deadline; for a finished saga with messages pending, ``resend_after``
+        from now (so a "sent" mark lost with its process is repaired)."""
+        if state.deadline is not None or not unsent:
+            return state.deadline
+        return now + self.resend_after
+
     @staticmethod
     def sent(saga_id: str, message_ids: Sequence[str]) -> UpdateOne:
         """The update that forgets these messages once sent; any other pending one stays."""
@@ -133,7 +153,8 @@ class SagaStore:
         self.collection.bulk_write([self.sent(saga_id, message_ids)])
 
     def due(self, now: datetime, limit: int = 200) -> list[SagaRecord]:
-        """Sagas whose ``wake_at`` has come: a step past its deadline (the sweeper's work)."""
+        """Sagas whose ``wake_at`` has come: a step past its deadline, or a finished saga's
+        messages pending past ``resend_after`` (the sweeper's work)."""
         cursor = (
             self.collection.find({"wake_at": {"$lte": now}}, {"history": 0})
             .sort("wake_at", ASCENDING)
@@ -142,8 +163,8 @@ class SagaStore:
         return [SagaRecord.from_document(doc) for doc in cursor]
 
     @staticmethod
-    def postpone(record: SagaRecord, until: datetime) -> UpdateOne:
-        """Look at the saga again at ``until`` unless it moved meanwhile."""
+    def postpone(record: SagaRecord, until: datetime | None) -> UpdateOne:
+        """Look at the saga again at ``until`` (never: ``None``) unless it moved meanwhile."""
         return UpdateOne(
             {"_id": record.saga_id, "version": record.version}, {"$set": {"wake_at": until}}
         )
@@ -207,15 +228,12 @@ def timeline(doc: Document) -> list[Document]:
     return [{key: entry.get(key) for key in keys} for entry in doc.get("history", [])]
 
 
-def _fields(
-    state: Fulfilment, out: Sequence[Message], now: datetime, *, finished: bool
-) -> Document:
+def _fields(state: Fulfilment, now: datetime, *, finished: bool) -> Document:
     fields: Document = {
         "saga": "fulfilment",
         "status": state.status.value,
         "state": state.model_dump(mode="json"),
         "deadline": state.deadline,
-        "wake_at": state.deadline,
         "updated_at": now,
     }
     if finished:

@@ -160,13 +160,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="module")
 def private_rabbit() -> Iterator[PrivateRabbit]:
     """A RabbitMQ node of this test module's own, which its tests may stop and restart."""
+    require_private_rabbit()
+    with PrivateRabbit.started() as node:
+        yield node
+
+
+def require_private_rabbit() -> None:
+    """Fail the test in CI when no private RabbitMQ node can be started here (not root nor
+    the ``rabbitmq`` user, or no rabbitmq-server); skip it elsewhere."""
     reason = PrivateRabbit.available()
     if reason is not None:
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
-    with PrivateRabbit.started() as node:
-        yield node
 
 
 @pytest.fixture

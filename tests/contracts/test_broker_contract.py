@@ -18,7 +18,8 @@ from messages.errors import PermanentError, TransientError
 from readstore.db import Document
 from tests.conftest import AMQP_URL
 from tests.support import register_customer, settle
-from workers.deadletters.store import DeadLetterStore, Selector
+from workers.deadletters.selector import Selector
+from workers.deadletters.store import DeadLetterStore
 from workers.publishing import publish
 from workers.runtime.broker import queue_name
 from workers.write.eventstore import EventStore

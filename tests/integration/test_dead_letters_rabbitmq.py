@@ -30,7 +30,8 @@ from tests.support import place_order, register_customer, settle
 from workers.contexts.customers import Customer
 from workers.deadletters.ingest import Ingester
 from workers.deadletters.replay import replay
-from workers.deadletters.store import DeadLetterStore, Selector
+from workers.deadletters.selector import Selector
+from workers.deadletters.store import DeadLetterStore
 from workers.publishing import publish
 from workers.runtime.settings import Settings
 from workers.write.eventstore import EventStore

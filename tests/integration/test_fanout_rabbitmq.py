@@ -18,7 +18,8 @@ from messages.orders import OrderPlaced
 from tests.conftest import AMQP_URL
 from tests.support import order_placed, place_order, register_customer, settle
 from workers.deadletters.ingest import Ingester
-from workers.deadletters.store import DeadLetterStore, Selector
+from workers.deadletters.selector import Selector
+from workers.deadletters.store import DeadLetterStore
 from workers.publishing import publish
 from workers.runtime import confirms
 from workers.runtime.broker import confirmed_together, queue_name

@@ -12,7 +12,8 @@ from messages import encode
 from messages.customers import CustomerRegistered
 from readstore.db import Document
 from tests.support import order_placed, place_order, register_customer, settle
-from workers.deadletters.store import DeadLetterStore, Selector
+from workers.deadletters.selector import Selector
+from workers.deadletters.store import DeadLetterStore
 from workers.subscribers.fulfilment import run_fulfilment_saga
 from workers.subscribers.projections import project_order_summary
 

@@ -133,12 +133,79 @@ def test_audit_with_a_budget_resumes_where_the_last_run_stopped(
     runs = [audit(database, budget_seconds=0, grace=SETTLED) for _ in range(5)]
 
     # Then each run checked one slice and the next resumed after it: the first four covered
-    # every order once, the fifth started over; the read models were not reached
+    # every order once, the fifth started over; the customer profiles, which need every
+    # order, were not compared
     assert sum(r.checked["orders"] for r in runs[:4]) == 3
     assert [bool(r.not_reached) for r in runs] == [True, True, True, True, True]
     assert [r.money != {} for r in runs] == [False, False, False, False, False]
-    assert all("read_models_match_log" in r.not_reached for r in runs)
+    assert not any(r.checked["customer_profile_passes"] for r in runs)
     assert all(r.healthy for r in runs)
+
+
+def test_full_audit_reads_each_commit_once(stub_broker, stub_worker, database):
+    # Given orders run through the saga
+    run_orders(stub_broker, stub_worker)
+
+    # When the whole store is audited
+    report = audit(database, grace=SETTLED, full=True)
+
+    # Then the log was read once: as many commits read as the store holds
+    assert report.checked["commits_read"] == commits(database).count_documents({})
+    assert report.complete
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_audit_names_an_order_summary_that_differs_from_the_log(
+    stub_broker, stub_worker, database, full
+):
+    # Given a confirmed order whose summary says cancelled
+    order = run_orders(stub_broker, stub_worker, methods=("card",))[0]
+    database["order_summary"].update_one(
+        {"_id": str(order.order_id)}, {"$set": {"status": "cancelled"}}
+    )
+
+    # When the audit runs, over the whole store or with a budget
+    report = audit(database, grace=SETTLED, full=full)
+
+    # Then the summary is named
+    found = [detail for name, detail in report.findings if name == "read_models_match_log"]
+    assert [f"order_summary {order.order_id}" in d for d in found] == [True]
+
+
+def test_audit_names_a_customer_profile_that_differs_from_the_log(
+    stub_broker, stub_worker, database
+):
+    # Given orders run through, then a customer profile counting one more confirmed order
+    order = run_orders(stub_broker, stub_worker)[0]
+    database["customer_profile"].update_one(
+        {"_id": str(order.customer_id)}, {"$inc": {"orders_confirmed": 1}}
+    )
+
+    # When the whole store is audited
+    report = audit(database, grace=SETTLED, full=True)
+
+    # Then the profile is named
+    found = [detail for name, detail in report.findings if name == "read_models_match_log"]
+    assert [f"customer_profile {order.customer_id}" in d for d in found] == [True]
+
+
+def test_audit_command_exit_code_tells_an_incomplete_run_from_a_healthy_one(
+    stub_broker, stub_worker, database, settings, monkeypatch, capsys
+):
+    # Given a healthy store whose orders are cut in four slices
+    run_orders(stub_broker, stub_worker)
+    monkeypatch.setattr(audit_scan, "SLICES", ["0", "4", "8", "c"])
+    monkeypatch.setenv("SAGAWORKS_MONGODB_URL", settings.mongodb() or "")
+    monkeypatch.setenv("SAGAWORKS_MONGODB_DB", settings.mongodb_db)
+
+    # When a run has no time to spare, then a run checks everything
+    partial = main(["audit", "--budget", "0", "--grace", "0"])
+    text = capsys.readouterr().out
+    whole = main(["audit", "--full", "--grace", "0"])
+
+    # Then the first exits 4 (nothing broken, budget hit), the second 0
+    assert (partial, whole) == (4, 0)
+    assert "incomplete: the budget ran out" in text
 
 
 def test_audit_notices_a_stream_shorter_than_an_earlier_audit_read(

@@ -15,7 +15,8 @@ from messages import encode
 from readstore.db import Document
 from tests.support import place_order, register_customer, settle
 from workers.deadletters.record import group_key
-from workers.deadletters.store import DeadLetterStore, Selector
+from workers.deadletters.selector import Selector
+from workers.deadletters.store import DeadLetterStore
 from workers.publishing import publish
 from workers.runtime.broker import queue_name
 

@@ -13,14 +13,16 @@ from pymongo import MongoClient, monitoring
 
 from messages.inventory import StockCommitted, StockHeld, StockLine, reservation_stream, sku_stream
 from messages.orders import OrderConfirmed, order_stream
+from readstore.analytics import CustomerRegistrations
 from readstore.customers import CustomerProfiles
 from readstore.eventlog import commit_id, read_stream
 from readstore.inventory import InventoryLevels
 from readstore.lag import projection_lag
 from readstore.lease import RebuildRefused, acquire
 from readstore.orders import OrderSummaries, get_order
+from readstore.projection import Projection
 from readstore.rebuild import Rebuild
-from tests.readside import Streams, fulfil
+from tests.readside import Streams, fulfil, seed_history
 from workers.write.eventstore import EventStore, _stored
 
 
@@ -159,25 +161,34 @@ def test_a_customer_profile_does_not_grow_with_their_orders(database):
 class Commands(monitoring.CommandListener):
     def __init__(self) -> None:
         self.names: list[str] = []
+        self.targets: list[tuple[str, Any]] = []
+        self.commits_read = 0
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.names.append(event.command_name)
+        self.targets.append((event.command_name, event.command.get(event.command_name)))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
+        cursor = event.reply.get("cursor", {})
+        if cursor.get("ns", "").endswith(".commits"):
+            self.commits_read += len(cursor.get("firstBatch", cursor.get("nextBatch", [])))
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
 
 
-def rebuild_commands(mongo_url: str, name: str) -> int:
+def rebuild_listened(mongo_url: str, name: str, kind: type[Projection]) -> Commands:
     listener = Commands()
     client: MongoClient[Any] = MongoClient(
         mongo_url, tz_aware=True, uuidRepresentation="standard", event_listeners=[listener]
     )
-    Rebuild(client[name], OrderSummaries, settle_seconds=0).run()
+    Rebuild(client[name], kind, settle_seconds=0).run()
     client.close()
-    return len(listener.names)
+    return listener
+
+
+def rebuild_commands(mongo_url: str, name: str) -> int:
+    return len(rebuild_listened(mongo_url, name, OrderSummaries).names)
 
 
 def test_a_rebuild_makes_round_trips_by_batch_not_by_event(mongo_url, database):
@@ -196,3 +207,40 @@ def test_a_rebuild_makes_round_trips_by_batch_not_by_event(mongo_url, database):
 
     # Then the round trips did not grow with the events (large batches, bulk writes)
     assert large <= small + 2, (small, large)
+
+
+def test_a_rebuild_reads_only_the_streams_its_projection_follows(mongo_url, database):
+    # Given customers and their orders through fulfilment, on every kind of stream
+    seed_history(EventStore(database), orders=10)
+    customer_commits = database.commits.count_documents({"stream_id": {"$regex": "^customer-"}})
+
+    # When the registrations, which follow customer streams only, are rebuilt
+    listener = rebuild_listened(mongo_url, database.name, CustomerRegistrations)
+
+    # Then the rebuild read the customers' commits and no other
+    assert 0 < customer_commits < database.commits.count_documents({})
+    assert listener.commits_read == customer_commits
+
+
+def test_a_stock_commit_delivered_after_its_reservation_reads_no_stream(mongo_url, database):
+    # Given an order's stock reserved, then committed, and the SKUs' holds applied
+    store = EventStore(database)
+    order_id, _, _ = seed_fulfilled_order(store)
+    reserved, committed = read_stream(database, reservation_stream(order_id))
+    for line in committed.lines:
+        for event in read_stream(database, sku_stream(line.sku)):
+            InventoryLevels(database).apply(event)
+    listener = Commands()
+    client: MongoClient[Any] = MongoClient(
+        mongo_url, tz_aware=True, uuidRepresentation="standard", event_listeners=[listener]
+    )
+    live = InventoryLevels(client[database.name])
+
+    # When those of its types the projection's queue is subscribed to are applied in order
+    delivered = [e for e in (reserved, committed) if isinstance(e, InventoryLevels.handles)]
+    applied = [live.apply(event) for event in delivered]
+    client.close()
+
+    # Then each was one write in turn: no gap to fill from the event store
+    assert applied == [True, True]
+    assert ("find", "commits") not in listener.targets, listener.targets

@@ -11,7 +11,8 @@ from pymongo.database import Database
 from readstore.customers import get_customer_profile
 from readstore.db import Document
 from tests.support import register_customer, settle
-from workers.deadletters.store import DeadLetterStore, Selector
+from workers.deadletters.selector import Selector
+from workers.deadletters.store import DeadLetterStore
 from workers.write import commands
 from workers.write.eventstore import EventStore
 from workers.write.outbox import Relay

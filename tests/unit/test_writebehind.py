@@ -1,10 +1,48 @@
-"""The write-behind: bookkeeping updates batched per collection and written in bulk."""
+"""The write-behind: bookkeeping updates batched per collection and written in bulk; once
+``flush()`` returns, every update added before it is written."""
 
 from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from typing import Any
 
 from pymongo import MongoClient, UpdateOne
 
 from workers.write.writebehind import WriteBehind
+
+
+class SlowCollection:
+    """A collection whose first bulk write waits until it is let go."""
+
+    def __init__(self) -> None:
+        self.database = SimpleNamespace(client=object(), name="db")
+        self.name = "marks"
+        self.writing = threading.Event()
+        self.go_on = threading.Event()
+        self.written: list[Any] = []
+
+    def bulk_write(self, updates: list[UpdateOne], ordered: bool = True) -> None:
+        if not self.writing.is_set():
+            self.writing.set()
+            self.go_on.wait(10)
+        self.written.extend(updates)
+
+
+def test_flush_returns_only_once_a_batch_being_written_meanwhile_is_written():
+    # Given a mark whose batch the background thread is writing, slowly
+    behind = WriteBehind(interval=0.01)
+    collection = SlowCollection()
+    mark = UpdateOne({"_id": 1}, {"$set": {"sent": True}})
+    behind.add(collection, mark)  # type: ignore[arg-type]
+    assert collection.writing.wait(10)
+
+    # When flush() is called meanwhile (the write goes on a moment later)
+    threading.Timer(0.3, collection.go_on.set).start()
+    behind.flush()
+
+    # Then the mark is written by the time flush() returns
+    assert collection.written == [mark]
 
 
 def test_a_batch_that_fails_does_not_drop_the_other_collections_batches(mongo_url, database):

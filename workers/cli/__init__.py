@@ -38,6 +38,7 @@ EXIT_CODES = """exit codes:
        or not answered in time)
   2    usage or input error (bad option, bad JSON, unknown id or type)
   3    a server (RabbitMQ, MongoDB) could not be reached
+  4    done in part: nothing wrong in what was checked, but a time budget ran out (audit)
   130  interrupted; 141  the output pipe was closed"""
 
 

@@ -62,6 +62,9 @@ def register(subparsers: Any) -> None:
     bench = actions.add_parser("bench", help="time list, groups and replay over N dead letters")
     bench.add_argument("--count", type=int, default=10_000, help="dead letters to create")
     bench.add_argument("--replay", type=int, default=None, help="replay only N of them")
+    bench.add_argument(
+        "--lock", default=None, help="a file to flock from the end of the seeding to the end"
+    )
     add_json_flag(bench)
     bench.set_defaults(func=run_bench)
 
@@ -90,7 +93,9 @@ def _selectors(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     parser.add_argument("--by", default=None, help="who does it (default: the OS user)")
     if parser.prog.endswith("replay"):
-        parser.add_argument("--batch", type=int, default=100, help="entries per transaction")
+        parser.add_argument(
+            "--batch", type=int, default=None, help="entries per transaction (100 ids, 1000 else)"
+        )
         parser.add_argument(
             "--lease", type=float, default=60.0, help="seconds a replay owns what it claimed"
         )
@@ -115,7 +120,8 @@ def _queue(name: str | None) -> str | None:
 
 
 def _selector(args: argparse.Namespace) -> Any:
-    from workers.deadletters.store import Selector, State  # noqa: PLC0415
+    from workers.deadletters.selector import Selector  # noqa: PLC0415
+    from workers.deadletters.store import State  # noqa: PLC0415
 
     state = getattr(args, "state", "dead")
     return Selector(
@@ -227,8 +233,8 @@ def _by(args: argparse.Namespace) -> str:
 
 def run_replay(args: argparse.Namespace) -> int:
     from workers.cli.service import connect  # noqa: PLC0415
+    from workers.deadletters.claims import settle  # noqa: PLC0415
     from workers.deadletters.publisher import publisher  # noqa: PLC0415
-    from workers.deadletters.replay import replay, settle  # noqa: PLC0415
     from workers.deadletters.store import DeadLetterStore  # noqa: PLC0415
 
     _require_selection(args, "replay")
@@ -237,16 +243,26 @@ def run_replay(args: argparse.Namespace) -> int:
         store = DeadLetterStore()
         with publisher(runtime.broker) as send:
             settle(store, send)  # an interrupted replay's entries are resolved before choosing
-        ids = list(args.ids) if args.ids else store.ids(_selector(args))
-        if not _confirm(args, "replayed", len(ids)):
+        count = len(args.ids) if args.ids else store.count(_selector(args))
+        if not _confirm(args, "replayed", count):
             return 1
-        options = {"dry_run": args.dry_run, "batch": args.batch, "lease": args.lease}
-        report = replay(ids, _by(args), store=store, broker=runtime.broker, **options)
+        report = _replayed(args, store, runtime.broker)
     finally:
         runtime.close()
     verb = "would replay" if args.dry_run else "replayed"
     emit(args, report.asdict(), lambda r: _report_text(r, verb))
     return 0 if not report.skipped else 1
+
+
+def _replayed(args: argparse.Namespace, store: Any, broker: Any) -> Any:
+    """Replay the ids given, or the selection page by page (never reading all its ids)."""
+    from workers.deadletters.replay import replay, replay_selected  # noqa: PLC0415
+
+    options = {"dry_run": args.dry_run, "lease": args.lease, "store": store, "broker": broker}
+    options |= {"batch": args.batch} if args.batch else {}
+    if args.ids:
+        return replay(list(args.ids), _by(args), **options)
+    return replay_selected(_selector(args), _by(args), **options)
 
 
 def _report_text(report: dict[str, Any], verb: str) -> str:
@@ -289,6 +305,6 @@ def run_ingest(args: argparse.Namespace) -> int:
 def run_bench(args: argparse.Namespace) -> int:
     from workers.workloads.bench_dlq import run  # noqa: PLC0415 -- heavy imports only for this command
 
-    report = run(count=args.count, replayed=args.replay)
+    report = run(count=args.count, replayed=args.replay, lock=args.lock)
     emit(args, report, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     return 0

@@ -15,26 +15,27 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import dramatiq
 import structlog
-from pymongo import UpdateOne
 
 from readstore.db import Document
+from workers.deadletters.claims import claim_ids, finish, release, settle
 from workers.deadletters.publisher import LEASE_MARGIN, Batch, Publisher, publisher
-from workers.deadletters.record import DELIVERY_OPTIONS, REPLAY_OPTION, now, queue_of
-from workers.deadletters.store import DEAD, REPLAYED, REPLAYING, DeadLetterStore
+from workers.deadletters.record import DELIVERY_OPTIONS, REPLAY_OPTION, queue_of
+from workers.deadletters.selector import Selector
+from workers.deadletters.store import DEAD, DeadLetterStore
+from workers.deadletters.transitions import placed
 from workers.runtime.progress import progress_bar
 
 log = structlog.get_logger("sagaworks.replay")
-#: What a replay reads of an entry.
-REPLAY_FIELDS = {"envelope": 1, "state": 1, "replayable": 1, "queue": 1, "group": 1, "replays": 1}
 #: How long a replay owns the entries it claimed; it never commits a batch past it.
 DEFAULT_LEASE_SECONDS = 60.0
+#: Entries per batch of a selection's replay (one claim, one transaction, one update).
+SELECTION_BATCH = 1000
 
 
 @dataclass
@@ -88,27 +89,77 @@ def replay(
 ) -> ReplayReport:
     """Replay the entries ``ids`` (in batches); those that cannot be replayed are skipped."""
     store = store or DeadLetterStore()
-    report = ReplayReport()
-    with (
-        publisher(broker or dramatiq.get_broker()) as send,
-        progress_bar("replayed", len(ids)) as show,
-    ):
-        report.settled = settle(store, send)
-        for start in range(0, len(ids), batch):
-            show(start)
-            chunk = list(ids[start : start + batch])
-            docs = list(store.entries.find({"_id": {"$in": chunk}}, REPLAY_FIELDS))
-            ready = [d["_id"] for d in docs if not _skip(d, report)]
-            if ready and not dry_run:
-                ready = _replay_batch(ready, by, send=send, store=store, lease=lease, report=report)
-                sent = set(ready)
-                store.summary.moved({d["_id"]: d for d in docs if d["_id"] in sent}, REPLAYED)
-            report.replayed += ready
-        show(len(ids))
-        settle(store, send)
+    chunks = (list(ids[start : start + batch]) for start in range(0, len(ids), batch))
+    seen = (placed(store, chunk) for chunk in chunks)
+    report = _replayed(store, seen, by, broker, (dry_run, lease, len(ids)))
     found = set(report.replayed) | set(report.skipped)
     report.skipped.update({i: "no such dead letter" for i in ids if i not in found})
     return report
+
+
+def replay_selected(
+    selector: Selector,
+    by: str,
+    *,
+    broker: dramatiq.Broker | None = None,
+    store: DeadLetterStore | None = None,
+    dry_run: bool = False,
+    batch: int = SELECTION_BATCH,
+    lease: float = DEFAULT_LEASE_SECONDS,
+) -> ReplayReport:
+    """Replay every dead entry ``selector`` picks, newest first, a page of the listing at a
+    time: no step reads the whole selection, and each page is claimed in one bulk write,
+    sent in one transaction and marked replayed in one bulk write."""
+    store = store or DeadLetterStore()
+    seen = pages(store, selector, batch)
+    return _replayed(store, seen, by, broker, (dry_run, lease, store.count(selector)))
+
+
+def _replayed(
+    store: DeadLetterStore,
+    batches: Iterable[dict[str, Document]],
+    by: str,
+    broker: dramatiq.Broker | None,
+    how: tuple[bool, float, int],
+) -> ReplayReport:
+    """Replay each batch of entries (as read: state, queue, group); ``how``: dry run, the
+    lease, and how many entries there are for the progress bar."""
+    dry_run, lease, total = how
+    report, finished = ReplayReport(), set[str]()
+    with (
+        publisher(broker or dramatiq.get_broker()) as send,
+        progress_bar("replayed", total) as show,
+    ):
+        report.settled = settle(store, send)
+        for seen in batches:
+            show(len(report.replayed))
+            ready = {i: d for i, d in seen.items() if not _skip(d, report)}
+            if dry_run or not ready:
+                report.replayed += list(ready)
+                continue
+            owner = _lease(lease)
+            docs = claim_ids(store, ready, owner[0], by, lease)
+            _lost(ready, docs, report)
+            report.replayed += _send(store, send, docs, by, owner)
+            finished.add(owner[0])
+        show(total)
+        settle(store, send, frozenset(finished))
+    return report
+
+
+def pages(store: DeadLetterStore, selector: Selector, size: int) -> Iterator[dict[str, Document]]:
+    """The selection's dead entries, newest first, a page at a time; a page holds every
+    entry that failed at the same moment as its oldest, so the next page starts before it."""
+    chosen = replace(selector, state=DEAD)
+    while page := store.find(chosen, size):
+        oldest = page[-1]["last_failed_at"]
+        yield {d["_id"]: d for d in page + store.failed_at(chosen, oldest)}
+        chosen = replace(chosen, before=oldest)
+
+
+def _lease(lease: float) -> tuple[str, float]:
+    """A new replay token, and the moment after which its batch must not be committed."""
+    return uuid.uuid4().hex, time.monotonic() + lease * (1 - LEASE_MARGIN)
 
 
 def _skip(doc: Document, report: ReplayReport) -> bool:
@@ -118,96 +169,26 @@ def _skip(doc: Document, report: ReplayReport) -> bool:
     return reason is not None
 
 
-def _replay_batch(
-    ids: list[str],
-    by: str,
-    *,
-    send: Publisher,
-    store: DeadLetterStore,
-    lease: float,
-    report: ReplayReport,
+def _lost(ready: dict[str, Document], docs: list[Document], report: ReplayReport) -> None:
+    """The entries of ``ready`` another replay claimed first are skipped."""
+    lost = set(ready) - {d["_id"] for d in docs}
+    report.skipped.update(dict.fromkeys(lost, "claimed by another replay"))
+
+
+def _send(
+    store: DeadLetterStore, send: Publisher, docs: list[Document], by: str, owner: tuple[str, float]
 ) -> list[str]:
-    """Claim, send in one transaction, then mark replayed; the ids this replay sent."""
-    token, deadline = uuid.uuid4().hex, time.monotonic() + lease * (1 - LEASE_MARGIN)
-    docs = claim(store, ids, token, by, lease)
-    taken = [d["_id"] for d in docs]
-    report.skipped.update(dict.fromkeys(set(ids) - set(taken), "claimed by another replay"))
+    """Send the claimed ``docs`` in one transaction before the deadline of ``owner`` (token,
+    deadline), then mark them replayed; their ids."""
     if not docs:
         return []
-    batch = Batch(token, tuple(taken))
+    token, deadline = owner
+    batch, known = Batch(token, tuple(d["_id"] for d in docs)), {d["_id"]: d for d in docs}
     try:
         send.batch([envelope_for_replay(doc) for doc in docs], batch, deadline)
     except Exception as exc:
-        release(store, batch, by, f"not sent: {str(exc)[:300]}")
+        release(store, batch, by, f"not sent: {str(exc)[:300]}", known)
         raise
-    finish(store, [batch], by)
+    finish(store, [batch], by, known)
     log.info("deadletter.replayed", count=len(docs), by=by)
-    return taken
-
-
-def claim(
-    store: DeadLetterStore, ids: list[str], token: str, by: str, lease: float
-) -> list[Document]:
-    """Take the dead entries among ``ids`` for this replay alone; the documents taken."""
-    until = now() + timedelta(seconds=lease)
-    taken = {
-        "$set": {"state": str(REPLAYING), "replay": {"token": token, "until": until, "by": by}}
-    }
-    _each(store, [({"_id": i, "state": str(DEAD)}, taken) for i in ids])
-    return list(store.entries.find({"_id": {"$in": ids}, "replay.token": token}, REPLAY_FIELDS))
-
-
-def _each(store: DeadLetterStore, updates: list[tuple[Document, Document]]) -> int:
-    """One conditional update per entry, matched on its id (the id index), in one round trip."""
-    if not updates:
-        return 0
-    ops = [UpdateOne(query, update) for query, update in updates]
-    return store.entries.bulk_write(ops, ordered=False).modified_count
-
-
-def finish(store: DeadLetterStore, batches: list[Batch], by: str) -> int:
-    """The batches reached the broker: their entries are replayed."""
-    event = {"event": "replayed", "at": now(), "by": by}
-    update: Document = {
-        "$set": {"state": str(REPLAYED)},
-        "$unset": {"replay": ""},
-        "$inc": {"replays": 1},
-        "$push": {"history": {"$each": [event], "$slice": -50}},
-    }
-    return _each(store, [(query, update) for batch in batches for query in _owned(batch)])
-
-
-def release(store: DeadLetterStore, batch: Batch, by: str, reason: str) -> int:
-    """A batch that never reached the broker: its entries are dead again."""
-    event = {"event": "replay_failed", "at": now(), "by": by, "reason": reason}
-    return _each(store, [(query, _dead_again(event)) for query in _owned(batch)])
-
-
-def _owned(batch: Batch) -> list[Document]:
-    """Each entry of ``batch`` while this batch still owns it."""
-    return [{"_id": i, "replay.token": batch.token, "state": str(REPLAYING)} for i in batch.ids]
-
-
-def settle(store: DeadLetterStore, send: Publisher) -> dict[str, int]:
-    """Finish what an interrupted replay left ``replaying``: sent → replayed, else dead."""
-    batches, ack = send.journal()
-    sent = finish(store, batches, "replay journal") if batches else 0
-    ack()
-    expired = {"state": str(REPLAYING), "replay.until": {"$lt": now()}}
-    back = _back_to_dead(store, expired, "replay journal", "interrupted before it was sent")
-    if sent or back:
-        log.warning("replay.settled", replayed=sent, dead_again=back)
-    return {"replayed": sent, "dead_again": back}
-
-
-def _back_to_dead(store: DeadLetterStore, query: Document, by: str, reason: str) -> int:
-    event = {"event": "replay_failed", "at": now(), "by": by, "reason": reason}
-    return store.entries.update_many(query, _dead_again(event)).modified_count
-
-
-def _dead_again(event: Document) -> Document:
-    return {
-        "$set": {"state": str(DEAD)},
-        "$unset": {"replay": ""},
-        "$push": {"history": {"$each": [event], "$slice": -50}},
-    }
+    return list(batch.ids)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from itertools import islice
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, UpdateOne
@@ -21,7 +22,9 @@ from pymongo.database import Database
 
 from readstore.db import Document, get_database
 from workers.deadletters.record import Failure, now
+from workers.deadletters.selector import SELECTED, Selector, holds
 from workers.deadletters.summary import Span, Summary
+from workers.deadletters.transitions import delete, move, placed
 
 COLLECTION = "dead_letters"
 #: The narrowest time window a listing reads.
@@ -53,47 +56,6 @@ SUMMARY = {
 }
 
 
-@dataclass(frozen=True)
-class Selector:
-    """Which entries an operation applies to (every given criterion must hold)."""
-
-    ids: Sequence[str] = ()
-    queue: str | None = None
-    actor: str | None = None
-    error: str | None = None
-    group: str | None = None
-    since: datetime | None = None
-    state: str | None = DEAD
-    #: Only entries that last failed before this (the next page of a listing).
-    before: datetime | None = None
-
-    def query(self) -> Document:
-        query: Document = {}
-        if self.ids:
-            query["_id"] = {"$in": list(self.ids)}
-        for key, value in (
-            ("queue", self.queue),
-            ("actor", self.actor),
-            ("error_type", self.error),
-            ("group", self.group),
-            ("state", self.state),
-        ):
-            if value is not None:
-                query[key] = str(value)
-        window: Document = {}
-        if self.since is not None:
-            window["$gte"] = self.since
-        if self.before is not None:
-            window["$lt"] = self.before
-        if window:
-            query["last_failed_at"] = window
-        return query
-
-    @property
-    def empty(self) -> bool:
-        return not (self.ids or self.queue or self.actor or self.error or self.group)
-
-
 class DeadLetterStore:
     def __init__(self, database: Database[Document] | None = None) -> None:
         self.database = database if database is not None else get_database()
@@ -118,7 +80,7 @@ class DeadLetterStore:
         chosen = list(failures)
         if not chosen:
             return 0
-        before = self.summary.placed(self.entries, [f.key for f in chosen])
+        before = placed(self, [f.key for f in chosen])
         self.entries.bulk_write([_upsert(f, copy_in_xq) for f in chosen], ordered=True)
         self.summary.recorded(chosen, before)
         return len(chosen)
@@ -141,7 +103,9 @@ class DeadLetterStore:
         return claimed
 
     # -- reading ---------------------------------------------------------------------------
-    def find(self, selector: Selector, limit: int = 50) -> list[Document]:
+    def find(
+        self, selector: Selector, limit: int = 50, fields: Document = SUMMARY
+    ) -> list[Document]:
         """The newest ``limit`` entries ``selector`` picks, read in bounded time windows.
 
         The windows start at the newest failure the summary knows of, about twice the width
@@ -151,15 +115,30 @@ class DeadLetterStore:
         limit = max(limit, 1)
         span = None if selector.ids else self._span(selector)
         if span is None:
-            cursor = self.entries.find(selector.query(), SUMMARY).sort("last_failed_at", -1)
-            return list(cursor.limit(limit))
-        return self._windows(selector, span, limit)
+            return self._read(selector, limit, fields)
+        return self._windows(selector, span, limit, fields)
+
+    def _read(self, selector: Selector, limit: int | None, fields: Document) -> list[Document]:
+        """The newest ``limit`` (``None``: all) entries of one index range ``selector`` picks."""
+        query, rest = selector.split()
+        cursor = self.entries.find(query, fields).sort("last_failed_at", -1)
+        if not rest:
+            return list(cursor.limit(limit or 0))
+        return list(islice((d for d in cursor if holds(d, rest)), limit))
+
+    def failed_at(self, selector: Selector, moment: datetime) -> list[Document]:
+        """Every entry ``selector`` picks that last failed at ``moment`` (a page's edge)."""
+        query, rest = selector.split()
+        cursor = self.entries.find({**query, "last_failed_at": moment}, SUMMARY)
+        return [d for d in cursor if holds(d, rest)]
 
     def _span(self, selector: Selector) -> Span | None:
         rows = self.summary.matching(selector.state, selector.group, selector.queue, selector.error)
         return self.summary.span(rows, selector.state)
 
-    def _windows(self, selector: Selector, span: Span, limit: int) -> list[Document]:
+    def _windows(
+        self, selector: Selector, span: Span, limit: int, fields: Document
+    ) -> list[Document]:
         oldest = max(span.first, selector.since) if selector.since else span.first
         upper = span.last + timedelta(milliseconds=1)
         upper = min(upper, selector.before) if selector.before else upper
@@ -167,9 +146,8 @@ class DeadLetterStore:
         found: list[Document] = []
         while len(found) < limit and upper > oldest:
             lower = max(upper - width, oldest)
-            window = Selector(**{**vars(selector), "since": lower, "before": upper})
-            cursor = self.entries.find(window.query(), SUMMARY).sort("last_failed_at", -1)
-            found += cursor.limit(limit - len(found))
+            window = replace(selector, since=lower, before=upper)
+            found += self._read(window, limit - len(found), fields)
             upper, width = lower, width * 2
         return found
 
@@ -177,7 +155,7 @@ class DeadLetterStore:
         return self.entries.find_one({"_id": entry_id})
 
     def ids(self, selector: Selector) -> list[str]:
-        return [d["_id"] for d in self.entries.find(selector.query(), {"_id": 1})]
+        return [d["_id"] for d in self._read(selector, None, SELECTED)]
 
     def groups(self, state: str = DEAD, limit: int | None = None) -> list[Document]:
         """Entries grouped by error type and stack fingerprint, largest group first (read
@@ -230,8 +208,9 @@ class DeadLetterStore:
         event: Document,
         before: Mapping[str, Document] | None = None,
     ) -> int:
-        """Move ``ids`` to ``state`` and append ``event`` to their history; ``before``: their
-        state, queue and group as the caller just read them (saves reading them again)."""
+        """Move ``ids`` to ``state`` and append ``event`` to their history; ``before``: where
+        the caller saw them (state, queue, group). Only entries still as seen move, and only
+        those are counted: a second operator doing the same finds nothing left to move."""
         if not ids:
             return 0
         update: Document = {
@@ -240,10 +219,8 @@ class DeadLetterStore:
         }
         if event.get("event") == "replayed":
             update["$inc"] = {"replays": 1}
-        before = before if before is not None else self.summary.placed(self.entries, ids)
-        result = self.entries.update_many({"_id": {"$in": list(ids)}}, update)
-        self.summary.moved(before, state)
-        return result.modified_count
+        seen = before if before is not None else placed(self, ids)
+        return len(move(self, seen, state, update))
 
     def is_recorded(self, entry_id: str) -> bool:
         """Whether ``entry_id`` has a record a later success would resolve (dead or replayed)."""
@@ -268,12 +245,7 @@ class DeadLetterStore:
         return True
 
     def purge(self, ids: Sequence[str]) -> int:
-        if not ids:
-            return 0
-        before = self.summary.placed(self.entries, ids)
-        deleted = self.entries.delete_many({"_id": {"$in": list(ids)}}).deleted_count
-        self.summary.moved(before, None)
-        return deleted
+        return delete(self, placed(self, ids)) if ids else 0
 
 
 def _upsert(failure: Failure, copy_in_xq: bool) -> UpdateOne:

@@ -4,15 +4,17 @@ One small document per (group, queue): its error type, reason and an example, th
 last failure seen, and a count per state. Grouping, counts by queue and the time span of a
 selection are read from it, never by aggregating the entries: with 100k entries those
 answers take milliseconds instead of seconds. Every change of the store moves the counts
-in the same call (record, mark, purge), read from the entries' previous state; two
-operators acting on the same entries at the same instant can skew them, and ``recount``
-rebuilds them from the entries (``sagaworks dlq groups --recount``).
+by exactly the entries a change moved (``transitions``): a change conditional on the state the
+caller saw counts only what it changed, so two operators acting on the same entries, or a
+replay settled by the next one, count each entry once. A process killed between an entry's
+change and its count leaves them apart; ``recount`` rebuilds them from the entries
+(``sagaworks dlq groups --recount``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,8 +26,6 @@ from pymongo.database import Database
 from readstore.db import Document
 
 COLLECTION = "dead_letter_groups"
-#: What ``placed`` reads of an entry: where it is counted.
-PLACE = {"state": 1, "queue": 1, "group": 1}
 
 
 @dataclass(frozen=True)
@@ -45,13 +45,6 @@ class Summary:
     def __init__(self, database: Database[Document]) -> None:
         self.rows: Collection[Document] = database[COLLECTION]
 
-    @staticmethod
-    def placed(entries: Collection[Document], ids: Sequence[str]) -> dict[str, Document]:
-        """Where each of ``ids`` is counted now (state, queue, group); absent ids are new."""
-        if not ids:
-            return {}
-        return {d["_id"]: d for d in entries.find({"_id": {"$in": list(ids)}}, PLACE)}
-
     def recorded(self, failures: Iterable[Any], before: Mapping[str, Document]) -> None:
         """Count ``failures`` (now dead) and uncount what their entries were before."""
         moves: Counter[tuple[str, str, str]] = Counter()
@@ -65,7 +58,8 @@ class Summary:
                 "queue": failure.queue,
                 "group": failure.fingerprint,
             }
-            seen[key(failure.fingerprint, failure.queue)] = _described(failure)
+            row_key = key(failure.fingerprint, failure.queue)
+            seen[row_key] = _described(failure, seen.get(row_key))
         self._apply(moves, seen)
 
     def moved(self, before: Mapping[str, Document], state: str | None) -> None:
@@ -175,7 +169,9 @@ def _uncount(moves: Counter[tuple[str, str, str]], doc: Document | None) -> None
         moves[(doc["group"], doc["queue"], doc["state"])] -= 1
 
 
-def _described(failure: Any) -> dict[str, Any]:
+def _described(failure: Any, earlier: dict[str, Any] | None) -> dict[str, Any]:
+    """A row's description from ``failure``, its time span widened by the ``earlier`` ones of
+    the same call."""
     fields = {
         "group": failure.fingerprint,
         "queue": failure.queue,
@@ -184,7 +180,10 @@ def _described(failure: Any) -> dict[str, Any]:
         "cause": failure.cause,
         "example": failure.key,
     }
-    return {"set": fields, "first": failure.first_failed_at, "last": failure.failed_at}
+    first, last = failure.first_failed_at, failure.failed_at
+    if earlier is not None:
+        first, last = min(first, earlier["first"]), max(last, earlier["last"])
+    return {"set": fields, "first": first, "last": last}
 
 
 def _row(part: Document) -> Document:

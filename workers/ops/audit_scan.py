@@ -1,17 +1,17 @@
-"""The audit's passes over the log: orders in slices of the order-id space, SKUs incrementally.
+"""The audit's checks of orders and SKUs: from the whole log read once, or in bounded steps.
 
-Order ids are UUIDs, spread evenly: a slice is the orders whose id starts with one of 256
-two-hex-digit prefixes, and its commits are three ranges of the commits' ``(stream_id,
-version)`` index (the ``order-``, ``payment-`` and ``reservation-`` streams), read unsorted;
-its sagas are read by id. A SKU's commits after version ``v`` are one more range. (No
-``sort`` + ``limit`` over a large range, and no ``_id`` range: SecantusDB sorts every match
-in memory before the limit, and scans the collection for an ``_id`` range.)
+Bounded, order ids (UUIDs, spread evenly) are cut in 256 slices by their first two hex
+digits: a slice's commits are three ranges of the commits' ``(stream_id, version)`` index
+(the ``order-``, ``payment-`` and ``reservation-`` streams), read unsorted; its sagas and
+order summaries are read by id. A SKU's commits after version ``v`` are one more range.
+(No ``sort`` + ``limit`` over a large range, and no ``_id`` range: SecantusDB sorts every
+match in memory before the limit, and scans the collection for an ``_id`` range.)
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,9 @@ from pymongo.database import Database
 from readstore.db import Document
 from readstore.eventlog import commits
 from readstore.inventory import InventoryLevels
-from workers.ops.folds import COMMIT_FIELDS, ZERO, OrderFacts, SkuStock, order_problems
+from workers.ops import audit_models as models
+from workers.ops.audit_log import SAGA_FIELDS, Log, read_sagas
+from workers.ops.folds import ZERO, OrderFacts, SkuStock, order_problems
 
 if TYPE_CHECKING:
     from workers.ops.audit import Report
@@ -39,11 +41,8 @@ STREAM_ORDER = [("stream_id", 1), ("version", 1)]
 SLICES = [f"{n:02x}" for n in range(256)]
 
 
-def _streams(prefix: str, first: str | None) -> Document:
-    """The stream ids ``prefix + id`` for ids starting with the slice prefix ``first``
-    (``None``: every id, one range)."""
-    if first is None:
-        return {"$gt": prefix, "$lt": prefix + END}
+def _streams(prefix: str, first: str) -> Document:
+    """The stream ids ``prefix + id`` for ids starting with the slice prefix ``first``."""
     index = SLICES.index(first)
     upper = prefix + SLICES[index + 1] if index + 1 < len(SLICES) else prefix + END
     low = prefix if index == 0 else prefix + first
@@ -51,29 +50,34 @@ def _streams(prefix: str, first: str | None) -> Document:
 
 
 class OrderPass:
-    """Every order with an id after the cursor, a slice at a time, until the budget is spent."""
+    """Every order: from a whole-log ``Log`` in one go, or (``resume``) the orders with an id
+    after the cursor, a slice at a time, until the budget is spent."""
 
     def __init__(
         self, database: Database[Document], cutoff: datetime, *, saga: bool, resume: bool
     ) -> None:
-        self.database, self.cutoff, self.saga, self.resume = database, cutoff, saga, resume
+        self.database, self.cutoff, self.saga = database, cutoff, saga
         self.commits = commits(database)
         cursor = database[AUDITS].find_one({"_id": "orders"}) if resume else None
         self.cursor: str = cursor["after"] if cursor else ""
         self.complete = False
         self.in_flight = 0
+        self.read = 0
+        self.customers = models.CustomerFigures()
         self.committed: Counter[str] = Counter()
         self.skus: set[str] = set()
         self.money = {"charged": ZERO, "refunded": ZERO, "confirmed_total": ZERO}
 
-    def run(self, report: Report, spent: Spent) -> None:
-        if not self.resume:  # the whole log in one pass: three ranges, not 768
-            facts = self._facts(None)
-            report.add(self._check(facts, self._sagas(list(facts)), report))
+    def run(self, report: Report, spent: Spent, log: Log | None = None) -> None:
+        if log is not None:
+            summaries = models.summaries(self.database)
+            report.add(self._check(log.orders, read_sagas(self.database), summaries, report))
+            report.add(models.orphan_summaries(summaries))
             self.complete = True
         else:
             self._run_slices(report, spent)
         report.checked["orders_in_flight"] += self.in_flight
+        report.checked["commits_read"] += self.read
         if self.complete:
             report.money = dict(self.money)
 
@@ -81,7 +85,8 @@ class OrderPass:
         start = SLICES.index(self.cursor) + 1 if self.cursor in SLICES else 0
         for first in SLICES[start:]:
             facts = self._facts(first)
-            report.add(self._check(facts, self._sagas(list(facts)), report))
+            sagas, summaries = self._sagas(list(facts)), models.summaries(self.database, facts)
+            report.add(self._check(facts, sagas, summaries, report))
             self.cursor = first
             if spent() and first != SLICES[-1]:
                 report.not_reached.append(f"orders after slice {first} of {SLICES[-1]}")
@@ -90,11 +95,12 @@ class OrderPass:
             self.complete, self.cursor = start == 0, ""
         self._save()
 
-    def _facts(self, first: str | None) -> dict[str, OrderFacts]:
+    def _facts(self, first: str) -> dict[str, OrderFacts]:
         facts: dict[str, OrderFacts] = {}
         for prefix in ORDER_STREAMS:
             query = {"stream_id": _streams(prefix, first)}
-            for doc in self.commits.find(query, COMMIT_FIELDS).batch_size(1000):
+            for doc in self.commits.find(query).batch_size(1000):
+                self.read += 1
                 order_id = doc["stream_id"].removeprefix(prefix)
                 facts.setdefault(order_id, OrderFacts(order_id)).add(doc)
         return facts
@@ -103,24 +109,30 @@ class OrderPass:
         """The sagas of the slice's orders (a saga whose order left no commit at all is
         found by the deadline check while it runs)."""
         query = {"_id": {"$in": order_ids}}
-        fields = {"status": 1, "updated_at": 1, "pending.type": 1}
-        return {d["_id"]: d for d in self.database["sagas"].find(query, fields)}
+        return {d["_id"]: d for d in self.database["sagas"].find(query, SAGA_FIELDS)}
 
     def _check(
-        self, facts: dict[str, OrderFacts], sagas: dict[str, Document], report: Report
+        self,
+        facts: dict[str, OrderFacts],
+        sagas: dict[str, Document],
+        summaries: dict[str, Document],
+        report: Report,
     ) -> Findings:
         found: Findings = []
         for order_id in sorted(set(facts) | set(sagas)):
             order = facts.get(order_id) or OrderFacts(order_id)
-            saga = sagas.get(order_id)
+            saga, summary = sagas.get(order_id), summaries.pop(order_id, None)
             self.committed += order.committed
             self.skus.update(order.reserved)
-            if not self._settled(order, saga):
+            settled = self._settled(order, saga)
+            self.customers.add(order, settled=settled)
+            if not settled:
                 self.in_flight += 1
                 continue
             report.checked["orders"] += 1
             found += order_problems(order, saga=self.saga)
             found += saga_problems(order, saga) if self.saga else []
+            found += models.summary_problems(order, summary)
             self._count_money(order)
         return found
 
@@ -159,11 +171,13 @@ def saga_problems(order: OrderFacts, saga: Document | None) -> Findings:
 
 class SkuPass:
     """Every SKU's stream, folded on from where the last audit left it (all of it with no
-    checkpoint), against the inventory read model and, once every order was seen, the
-    stock the orders committed."""
+    checkpoint, from the whole-log ``Log`` when given), against the inventory read model
+    and, once every order was seen, the stock the orders committed."""
 
-    def __init__(self, database: Database[Document], cutoff: datetime, *, resume: bool) -> None:
-        self.database, self.cutoff, self.resume = database, cutoff, resume
+    def __init__(
+        self, database: Database[Document], cutoff: datetime, *, log: Log | None = None
+    ) -> None:
+        self.database, self.cutoff, self.log = database, cutoff, log
         self.commits = commits(database)
         self.saved = {d["_id"]: d for d in database[AUDIT_SKUS].find()}
 
@@ -185,20 +199,28 @@ class SkuPass:
     def _lost(self, sku: str) -> Findings:
         """A commit an earlier audit folded that the log no longer has."""
         saved = self.saved.get(sku)
-        if not saved or self.commits.find_one(
-            {"stream_id": f"sku-{sku}", "version": saved["version"]}
-        ):
+        if not saved or self._has(sku, saved["version"]):
             return []
         return [("log_intact", f"sku {sku}: version {saved['version']} was read, now it is gone")]
 
+    def _has(self, sku: str, version: int) -> bool:
+        if self.log is not None:
+            return self.log.has_version(sku, version)
+        return self.commits.find_one({"stream_id": f"sku-{sku}", "version": version}) is not None
+
     def _fold(self, sku: str) -> SkuStock:
-        saved = self.saved.get(sku) if self.resume else None
+        saved = self.saved.get(sku) if self.log is None else None
         stock = SkuStock(sku, **{k: v for k, v in saved.items() if k != "_id"}) if saved else None
         stock = stock or SkuStock(sku)
-        query = {"stream_id": f"sku-{sku}", "version": {"$gt": stock.version}}
-        for doc in self.commits.find(query, COMMIT_FIELDS).sort(STREAM_ORDER).batch_size(1000):
+        for doc in self._after(sku, stock.version):
             stock.add(doc)
         return stock
+
+    def _after(self, sku: str, version: int) -> Iterable[Document]:
+        if self.log is not None:
+            return self.log.sku_commits(sku, version)
+        query = {"stream_id": f"sku-{sku}", "version": {"$gt": version}}
+        return self.commits.find(query).sort(STREAM_ORDER).batch_size(1000)
 
     def _save(self, stock: SkuStock) -> None:
         self.database[AUDIT_SKUS].replace_one({"_id": stock.sku}, stock.checkpoint(), upsert=True)

@@ -15,14 +15,6 @@ from typing import Any
 from readstore.db import Document
 
 ZERO = Decimal("0")
-#: The fields of a commit the folds read.
-COMMIT_FIELDS = {
-    "stream_id": 1,
-    "version": 1,
-    "committed_at": 1,
-    "events.type": 1,
-    "events.data": 1,
-}
 
 
 def _lines(data: Document) -> Counter[str]:
@@ -37,6 +29,7 @@ class OrderFacts:
     """What the log says happened to one order, across its order, payment and stock streams."""
 
     order_id: str
+    customer_id: str | None = None
     total: Decimal | None = None
     confirmed: bool = False
     cancelled: bool = False
@@ -48,6 +41,8 @@ class OrderFacts:
     released: bool = False
     placed_at: datetime | None = None
     last_at: datetime | None = None
+    #: The order stream's version (the ``order_summary`` document's position).
+    version: int = 0
 
     @property
     def placed(self) -> bool:
@@ -61,6 +56,8 @@ class OrderFacts:
     def add(self, commit: Document) -> None:
         at = commit["committed_at"]
         self.last_at = max(self.last_at or at, at)
+        if commit["stream_id"].startswith("order-"):
+            self.version = max(self.version, commit["version"])
         for event in commit["events"]:
             self._apply(event["type"], event.get("data", {}), at)
 
@@ -68,6 +65,7 @@ class OrderFacts:
         match kind:
             case "OrderPlaced":
                 self.total, self.placed_at = Decimal(str(data["total"])), at
+                self.customer_id = str(data["customer_id"])
             case "OrderConfirmed":
                 self.confirmed = True
             case "OrderCancelled":

@@ -10,7 +10,7 @@ them once). Step deadlines are not messages held in RabbitMQ: they are the saga'
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dramatiq
@@ -48,7 +48,7 @@ def configure(settings: Settings) -> None:
     elif not settings.fulfilment_saga:
         for subscription in subscribed:
             outbox.SUBSCRIBERS.remove(subscription)
-    deadlines.configure(settings, to_saga)
+    deadlines.configure(settings, to_saga, send)
 
 
 def to_saga(message: Message) -> None:
@@ -74,7 +74,7 @@ def step_seconds() -> float:
 
 def run_saga(message: Message, store: SagaStore | None = None) -> str:
     """Apply ``message`` to its saga; what became of it (a status, or why nothing happened)."""
-    store = store or SagaStore(get_database())
+    store = store or SagaStore(get_database(), resend_after=timedelta(seconds=step_seconds()))
 
     def forget(saga_id: str, message_ids: list[str]) -> None:
         WRITE_BEHIND.add(store.collection, store.sent(saga_id, message_ids))

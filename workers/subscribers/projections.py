@@ -1,4 +1,9 @@
-"""Projection actors: each projection consumes its own queue, with its own retries."""
+"""Projection actors: each projection consumes its own queue, with its own retries.
+
+Events of a projection handled at once by a process's threads are applied together (see
+``workers.subscribers.projections_batch``); an event replayed from the dead letters, which
+may release its parked stream, is applied on its own.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,10 @@ from readstore.analytics import CustomerRegistrations, OrderAnalytics
 from readstore.customers import CustomerProfiles
 from readstore.inventory import InventoryLevels
 from readstore.orders import OrderSummaries
-from readstore.projection import Projection
+from readstore.projection import Projection, is_releasing
 from workers.deadletters import parking
 from workers.runtime.broker import message_actor
+from workers.subscribers.projections_batch import GroupCommit
 from workers.write.outbox import subscribe
 
 log = structlog.get_logger("sagaworks.projections")
@@ -27,10 +33,12 @@ PROJECTIONS: dict[str, tuple[type[Projection], dramatiq.Actor[Any, Any]]] = {}
 def projection_actor(projection: type[Projection]) -> dramatiq.Actor[Any, Any]:
     """Declare ``project_<name>`` on queue ``projections.<name>`` and subscribe it."""
 
+    group = GroupCommit(lambda events: projection().apply_batch(events))
+
     def apply(message: Message) -> None:
         if not isinstance(message, Event):
             raise InvalidMessageError(f"{message.type_name()} is not an event")
-        applied = projection().apply(message)
+        applied = projection().apply(message) if is_releasing() else group.apply(message)
         log.info(
             "projection.applied",
             projection=projection.name,

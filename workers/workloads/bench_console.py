@@ -17,7 +17,8 @@ from pydantic import SecretStr
 from workers.console.app import Console, create_app
 from workers.console.auth import Credentials
 from workers.deadletters.operations import group_rows
-from workers.deadletters.store import DeadLetterStore, Selector
+from workers.deadletters.selector import Selector
+from workers.deadletters.store import DeadLetterStore
 from workers.runtime.embedded import free_port
 from workers.runtime.settings import Settings
 
@@ -72,12 +73,12 @@ def pages(store: DeadLetterStore, broker: dramatiq.Broker, settings: Settings) -
             ("page_sagas_s", "/sagas"),
         ):
             report[name] = best_of(base + path)
-    report["cli_list_s"] = _best(lambda: store.find(Selector(), 50))
-    report["cli_groups_s"] = _best(lambda: group_rows(store))
+    report["cli_list_s"] = best_time(lambda: store.find(Selector(), 50))
+    report["cli_groups_s"] = best_time(lambda: group_rows(store))
     return report
 
 
-def _best(fn: Any, runs: int = 3) -> float:
+def best_time(fn: Any, runs: int = 3) -> float:
     times = []
     for _ in range(runs):
         begin = time.perf_counter()

@@ -3,11 +3,15 @@ replay of them all."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -18,11 +22,13 @@ from pymongo.database import Database
 
 from readstore.db import Document, connect
 from workers.deadletters.record import Failure
-from workers.deadletters.replay import replay
-from workers.deadletters.store import DeadLetterStore, Selector
+from workers.deadletters.replay import pages, replay, replay_selected
+from workers.deadletters.selector import Selector
+from workers.deadletters.store import DeadLetterStore
 from workers.runtime.embedded import EmbeddedMongo
 from workers.runtime.settings import Settings
-from workers.workloads.bench_console import pages
+from workers.workloads.bench_console import best_time
+from workers.workloads.bench_console import pages as console_pages
 
 log = structlog.get_logger("sagaworks.bench")
 
@@ -93,10 +99,14 @@ def bench_database(settings: Settings) -> Iterator[Database[Document]]:
 
 
 def run(
-    count: int = 10_000, settings: Settings | None = None, replayed: int | None = None
+    count: int = 10_000,
+    settings: Settings | None = None,
+    replayed: int | None = None,
+    lock: str | None = None,
 ) -> dict[str, Any]:
     """Seed ``count`` dead letters, time the pages and listings, replay ``replayed`` of them
-    (default all). Each figure is also logged as it is measured."""
+    (default all). Each figure is also logged as it is measured. ``lock``: a file to hold
+    (``flock``) from the end of the seeding to the last figure."""
     settings = settings or Settings()
     if not settings.amqp():
         raise RuntimeError("set SAGAWORKS_AMQP_URL: the replay goes to RabbitMQ")
@@ -110,13 +120,28 @@ def run(
             report: dict[str, Any] = {"dead_letters": count, "seed_s": seed}
             report["store"] = "configured MongoDB" if settings.mongodb() else "embedded SecantusDB"
             log.info("dlq_bench.measured", **report)
-            report.update(pages(store, broker, settings))
-            log.info("dlq_bench.measured", **report)
-            report.update(measure(store, broker, queue, replayed))
+            with measuring(lock):
+                report["load_before"] = os.getloadavg()
+                report.update(console_pages(store, broker, settings))
+                log.info("dlq_bench.measured", **report)
+                report.update(measure(store, broker, queue, replayed))
+                report["load_after"] = os.getloadavg()
     finally:
         remove_queues(settings.amqp() or "", queue)
         broker.close()
     return report
+
+
+@contextmanager
+def measuring(lock: str | None) -> Iterator[None]:
+    """Hold ``lock`` while timing, at normal priority (the seeding may have run niced)."""
+    if lock is None:
+        yield
+        return
+    with Path(lock).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        os.setpriority(os.PRIO_PGRP, 0, 0)  # this process and its embedded store
+        yield
 
 
 def remove_queues(url: str, queue: str) -> None:
@@ -131,19 +156,35 @@ def remove_queues(url: str, queue: str) -> None:
 def measure(
     store: DeadLetterStore, broker: dramatiq.Broker, queue: str, replayed: int | None
 ) -> dict[str, Any]:
-    list_s, rows = timed(lambda: store.find(Selector(), 50))
-    filtered_s, _ = timed(lambda: store.find(Selector(queue=queue, error="KeyError"), 50))
-    groups_s, groups = timed(store.groups)
-    ids_s, ids = timed(lambda: store.ids(Selector(queue=queue)))
-    ids = ids[:replayed] if replayed is not None else ids
-    replay_s, result = timed(lambda: replay(ids, "bench", broker=broker, store=store))
-    return {
-        "list_s": list_s,
-        "list_filtered_s": filtered_s,
-        "groups_s": groups_s,
-        "groups": len(groups),
-        "select_ids_s": ids_s,
-        "replay_s": replay_s,
-        "replayed": len(result.replayed),
-        "listed": len(rows),
+    chosen = Selector(queue=queue)
+    report: dict[str, Any] = {
+        "list_s": best_time(lambda: store.find(Selector(), 50)),
+        "list_filtered_s": best_time(
+            lambda: store.find(Selector(queue=queue, error="KeyError"), 50)
+        ),
+        "list_error_s": best_time(lambda: store.find(Selector(error="TimeoutError"), 50)),
+        "groups_s": best_time(store.groups),
+        "select_s": best_time(lambda: (store.count(chosen), next(pages(store, chosen, 1000)))),
     }
+    log.info("dlq_bench.measured", **report)
+    if replayed is None:
+        replay_s, result = timed(
+            lambda: replay_selected(chosen, "bench", broker=broker, store=store)
+        )
+    else:
+        ids = [i for page in islice(pages(store, chosen, 1000), replayed // 1000 + 1) for i in page]
+        ids = ids[:replayed]
+        replay_s, result = timed(
+            lambda: replay(ids, "bench", broker=broker, store=store, batch=1000)
+        )
+    report |= {"replay_s": replay_s, "replayed": len(result.replayed)}
+    report["replay_per_s"] = round(len(result.replayed) / max(replay_s, 1e-9))
+    report["summary_equals_entries"] = all(
+        _counts(store.groups(state)) == _counts(store.aggregated_groups(state))
+        for state in ("dead", "replaying", "replayed")
+    )
+    return report
+
+
+def _counts(groups: list[Document]) -> list[tuple[str, int]]:
+    return sorted((g["_id"], g["count"]) for g in groups)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 import uuid
@@ -222,8 +223,14 @@ def rebuild_figures(database: Database[Document], events: int) -> dict[str, Any]
             "seconds": round(outcome.seconds, 2),
             "events_per_s": round(outcome.rate),
             "documents_per_s": round(outcome.documents / outcome.seconds),
+            "load_after": os.getloadavg()[0],
         }
     figures["insert_many_docs_per_s_after"] = round(insert_many_rate(database))
+    insert_many = (figures["insert_many_docs_per_s"] + figures["insert_many_docs_per_s_after"]) / 2
+    largest = max(PROJECTION_KINDS, key=lambda k: figures[k.name]["documents"]).name
+    figures["largest_events_per_s_over_insert_many"] = round(
+        figures[largest]["events_per_s"] / insert_many, 2
+    )
     return figures
 
 
@@ -282,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
         database = connect(server.url, f"readbench_{uuid.uuid4().hex[:8]}")
         set_database(database)
         EventStore(database).ensure_indexes()
-        report: dict[str, Any] = {"store": "embedded SecantusDB"}
+        report: dict[str, Any] = {"store": "embedded SecantusDB", "load": os.getloadavg()[0]}
         if not args.skip_snapshots:
             report["snapshots"] = snapshot_figures(database)
         report["rebuild"] = rebuild_figures(database, args.events)
@@ -290,6 +297,7 @@ def main(argv: list[str] | None = None) -> None:
         profiles = connect(server.url, f"readbench_{uuid.uuid4().hex[:8]}")
         EventStore(profiles).ensure_indexes()
         report["profile"] = profile_figures(profiles, args.profile_orders)
+        report["load_at_end"] = os.getloadavg()[0]
         print(json.dumps(report, indent=2))
     finally:
         server.stop()

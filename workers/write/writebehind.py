@@ -1,7 +1,7 @@
 """Write-behind for bookkeeping: small updates collected and written in one bulk per interval.
 
 Only for writes whose loss in a crash is repaired elsewhere (a commit's "dispatched" mark:
-the relay re-sends; a saga's "pending sent" mark: the next step replaces it). They leave
+the relay re-sends; a saga's "pending sent" mark: the saga sweeper sends them again). They leave
 the message's path, which then costs no round trip for them. Each such mark says that
 something was sent, so an update added while the thread's publishes await their confirms
 (``workers.runtime.confirms``) joins the batch only once they are confirmed.
@@ -33,6 +33,7 @@ class WriteBehind:
     def __init__(self, interval: float = 0.5) -> None:
         self.interval = interval
         self._lock = threading.Lock()
+        self._writing = threading.Lock()  # held while a batch is written
         self._pending: dict[Key, tuple[Collection[Document], list[UpdateOne]]] = {}
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -52,18 +53,22 @@ class WriteBehind:
                 self._thread.start()
 
     def flush(self) -> int:
-        """Write every pending update now, each collection's batch on its own; how many were
-        written (a batch that fails is dropped: the relay or the next step repairs it)."""
-        with self._lock:
-            batches, self._pending = list(self._pending.values()), {}
-        written = 0
-        for collection, updates in batches:
-            try:
-                collection.bulk_write(updates, ordered=False)
-            except PyMongoError:
-                log.warning("writebehind.failed", collection=collection.name, updates=len(updates))
-                continue
-            written += len(updates)
+        """Write every pending update now, each collection's batch on its own, and wait for a
+        batch being written meanwhile; how many this call wrote (a batch that fails is
+        dropped: the relay or the next step repairs it)."""
+        with self._writing:
+            with self._lock:
+                batches, self._pending = list(self._pending.values()), {}
+            written = 0
+            for collection, updates in batches:
+                try:
+                    collection.bulk_write(updates, ordered=False)
+                except PyMongoError:
+                    log.warning(
+                        "writebehind.failed", collection=collection.name, updates=len(updates)
+                    )
+                    continue
+                written += len(updates)
         return written
 
     def _run(self) -> None:

@@ -20,8 +20,9 @@ from starlette.routing import Route
 from messages import InvalidMessage
 from workers.console.pages import Console, posted, redirect, render
 from workers.deadletters import operations
-from workers.deadletters.replay import replay
-from workers.deadletters.store import DeadLetterStore, Selector, summary
+from workers.deadletters.replay import replay, replay_selected
+from workers.deadletters.selector import Selector
+from workers.deadletters.store import DeadLetterStore, summary
 
 PAGE = 50
 ACTIONS = {"replay": "replayed", "archive": "archived", "purge": "purged"}
@@ -79,15 +80,15 @@ def _count(store: DeadLetterStore, form: Any) -> tuple[int, str]:
     return store.count(Selector(group=key)), f"/dead-letters/groups/{quote(key, safe='')}"
 
 
-def _targets(store: DeadLetterStore, form: Any) -> tuple[list[str], str]:
-    """The ids an action applies to and the page to return to: one message or a group."""
+def _targets(form: Any) -> tuple[list[str], Selector, str]:
+    """What an action applies to (one message, or a group) and the page to return to."""
     if form.get("id"):
         entry_id = str(form["id"])
-        return [entry_id], f"/dead-letters/messages/{quote(entry_id, safe='')}"
+        return [entry_id], Selector(), f"/dead-letters/messages/{quote(entry_id, safe='')}"
     key = str(form.get("group") or "")
     if not key:
         raise ValueError("say which message or group")
-    return store.ids(Selector(group=key)), f"/dead-letters/groups/{quote(key, safe='')}"
+    return [], Selector(group=key), f"/dead-letters/groups/{quote(key, safe='')}"
 
 
 async def confirm(request: Request) -> Response:
@@ -101,10 +102,13 @@ async def confirm(request: Request) -> Response:
     return render(request, "dl_confirm.html", back=back, **context)
 
 
-def _act(console: Console, store: DeadLetterStore, action: str, ids: list[str], who: str) -> int:
+def _act(console: Console, action: str, ids: list[str], selector: Selector, who: str) -> int:
+    store = DeadLetterStore(console.database)
+    if action == "replay" and not ids:
+        return len(replay_selected(selector, who, broker=console.broker, store=store).replayed)
     if action == "replay":
         return len(replay(ids, who, broker=console.broker, store=store).replayed)
-    return operations.retire(store, ids, ACTIONS[action], who)
+    return operations.retire(store, ids or store.ids(selector), ACTIONS[action], who)
 
 
 async def act(request: Request) -> Response:
@@ -115,9 +119,8 @@ async def act(request: Request) -> Response:
     action = str(form.get("action") or "")
     if action not in ACTIONS:
         return PlainTextResponse("unknown action", status_code=400)
-    store = store_of(request)
-    ids, back = await run_in_threadpool(_targets, store, form)
-    done = await run_in_threadpool(_act, console, store, action, ids, by(request))
+    ids, selector, back = _targets(form)
+    done = await run_in_threadpool(_act, console, action, ids, selector, by(request))
     return redirect(f"{back}?{urlencode({'done': f'{ACTIONS[action]} {done}'})}")
 
 

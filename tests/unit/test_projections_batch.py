@@ -1,0 +1,222 @@
+"""Projection events applied in batches: one write per collection, the same documents as
+one by one and as a rebuild, an event's failure its own; the group commit around it."""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from typing import Any
+
+import pytest
+from pymongo import MongoClient, monitoring
+
+from messages.errors import UnplaceableEvent
+from messages.orders import OrderConfirmed, order_stream
+from readstore.eventlog import iter_commits, read_stream
+from readstore.orders import OrderSummaries
+from readstore.rebuild import Rebuild
+from readstore.verify import verify_projection
+from tests.readside import seed_fulfilment
+from tests.support import order_placed, place_order
+from tests.unit.test_rebuild import KINDS, dump
+from workers.subscribers.projections_batch import GroupCommit
+from workers.write.eventstore import EventStore
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+def test_batched_delivery_ends_as_a_rebuild_after_duplicates_and_disorder(database, kind):
+    # Given every projection's events, shuffled, a third of them twice, in batches of 1 to 15
+    seed_fulfilment(EventStore(database), orders=10)
+    events = [e for c in iter_commits(database) for e in c.events if isinstance(e, kind.handles)]
+    rng = random.Random(4)
+    deliveries = events + rng.sample(events, len(events) // 3)
+    rng.shuffle(deliveries)
+    live = kind(database)
+
+    # When they are applied batch by batch
+    while deliveries:
+        size = rng.randint(1, 15)
+        outcomes = live.apply_batch(deliveries[:size])
+        deliveries = deliveries[size:]
+        assert not [o for o in outcomes if isinstance(o, Exception)]
+    before = dump(database, live)
+
+    # Then a rebuild from the log makes the same documents, and verify agrees
+    Rebuild(database, kind, settle_seconds=0).run()
+    assert dump(database, kind(database)) == before
+    assert verify_projection(database, kind).consistent
+
+
+class Updates(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.commands.append((event.command_name, event.command.get(event.command_name)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def orders_in_store(store: EventStore, count: int) -> list[Any]:
+    """``count`` orders placed and confirmed, in the store; their four events each."""
+    events = []
+    for _ in range(count):
+        command = place_order(uuid.uuid4(), ("SKU-1", 1, "2.00"))
+        placed = order_placed(command)
+        keys = {"order_id": command.order_id, "customer_id": command.customer_id}
+        confirmed = OrderConfirmed(**keys, total=placed.total)
+        store.append(order_stream(command.order_id), 0, [placed, confirmed])
+        events += read_stream(store.database, order_stream(command.order_id))
+    return events
+
+
+def test_events_that_apply_in_turn_take_one_write_per_collection(mongo_url, database):
+    # Given ten orders placed and confirmed, and a client that records its commands
+    events = orders_in_store(EventStore(database), 10)
+    listener = Updates()
+    client: MongoClient[Any] = MongoClient(
+        mongo_url, tz_aware=True, uuidRepresentation="standard", event_listeners=[listener]
+    )
+
+    # When their 20 events are applied as one batch
+    outcomes = OrderSummaries(client[database.name]).apply_batch(events)
+    client.close()
+
+    # Then all were applied with one write to the summaries, and nothing read there first
+    assert outcomes == [True] * 20
+    on_summaries = [name for name, target in listener.commands if target == "order_summary"]
+    assert on_summaries == ["update"]
+    assert {d["status"] for d in database.order_summary.find()} == {"confirmed"}
+
+
+def test_an_event_that_cannot_be_placed_fails_alone_in_its_batch(database):
+    # Given two orders' events and, between them, one with no stream position
+    first, second = orders_in_store(EventStore(database), 2)[::2]
+    stray = first.model_copy(update={"stream_id": None, "stream_version": None})
+
+    # When they are applied as one batch
+    outcomes = OrderSummaries(database).apply_batch([first, stray, second])
+
+    # Then the stray failed for good, and the others were applied
+    assert outcomes[0] is True and outcomes[2] is True
+    assert isinstance(outcomes[1], UnplaceableEvent)
+
+
+def test_a_first_event_applied_before_does_not_stop_the_rest_of_its_batch(database):
+    # Given two orders placed, the first of them already applied
+    first, _, second, _ = orders_in_store(EventStore(database), 2)
+    OrderSummaries(database).apply(first)
+
+    # When both placements come in one batch, the applied one first
+    outcomes = OrderSummaries(database).apply_batch([first, second])
+
+    # Then the second was applied too, and the first stands applied once
+    assert outcomes[1] is True
+    assert database.order_summary.count_documents({"_version": 1}) == 2
+
+
+def test_an_event_ahead_of_its_stream_in_a_batch_heals_the_gap(database):
+    # Given an order placed and confirmed in the store, neither applied yet
+    _, confirmed = orders_in_store(EventStore(database), 1)
+
+    # When only its confirmation arrives, with another copy of itself
+    outcomes = OrderSummaries(database).apply_batch([confirmed, confirmed])
+
+    # Then the placement was read from the store and applied first
+    assert outcomes == [True, False]
+    (doc,) = database.order_summary.find()
+    assert doc["status"] == "confirmed" and doc["_version"] == 2 and doc["total"] is not None
+
+
+class Held:
+    """A batch applier that holds its first flush until ``release``, recording each batch."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Any]] = []
+        self.release = threading.Event()
+
+    def __call__(self, events: Any) -> list[bool | Exception]:
+        self.batches.append(list(events))
+        if len(self.batches) == 1:
+            self.release.wait(5)
+        return [ValueError(e) if e == "bad" else True for e in events]
+
+
+def submit_all(
+    group: GroupCommit, events: list[Any]
+) -> tuple[dict[Any, Any], list[threading.Thread]]:
+    """Each event applied from its own thread; what each got back or raised."""
+    results: dict[Any, Any] = {}
+
+    def submit(event: Any) -> None:
+        try:
+            results[event] = group.apply(event)
+        except Exception as exc:  # what that thread's message would fail with
+            results[event] = exc
+
+    threads = [threading.Thread(target=submit, args=(e,)) for e in events]
+    for thread in threads:
+        thread.start()
+    return results, threads
+
+
+def test_events_waiting_during_a_flush_are_flushed_together():
+    # Given a flush under way
+    held = Held()
+    group = GroupCommit(held)
+    _, first = submit_all(group, ["first"])
+    while not held.batches:
+        threading.Event().wait(0.01)
+
+    # When five more events arrive meanwhile, then the flush ends
+    _, others = submit_all(group, ["a", "b", "c", "d", "e"])
+    while len(group._waiting) < 5:
+        threading.Event().wait(0.01)
+    held.release.set()
+    for thread in first + others:
+        thread.join(5)
+
+    # Then the five went in one second flush
+    assert held.batches[0] == ["first"]
+    assert sorted(held.batches[1]) == ["a", "b", "c", "d", "e"]
+    assert len(held.batches) == 2
+
+
+def test_an_events_error_fails_only_its_own_message():
+    # Given a flush under way, and a good and a bad event waiting behind it
+    held = Held()
+    group = GroupCommit(held)
+    _, first = submit_all(group, ["first"])
+    while not held.batches:
+        threading.Event().wait(0.01)
+    results, others = submit_all(group, ["good", "bad"])
+    while len(group._waiting) < 2:
+        threading.Event().wait(0.01)
+
+    # When both are flushed together
+    held.release.set()
+    for thread in first + others:
+        thread.join(5)
+
+    # Then the bad one's thread raised its error, the good one's was applied
+    assert results["good"] is True
+    assert isinstance(results["bad"], ValueError)
+
+
+def test_a_flush_that_fails_fails_every_event_in_it():
+    # Given a store that refuses the write
+    def refused(events: Any) -> list[bool | Exception]:
+        raise ConnectionError("store unreachable")
+
+    # When two events are applied
+    results, threads = submit_all(GroupCommit(refused), ["x", "y"])
+    for thread in threads:
+        thread.join(5)
+
+    # Then each message got the failure, to be retried
+    assert all(isinstance(r, ConnectionError) for r in results.values())
