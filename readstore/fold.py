@@ -51,13 +51,6 @@ class Progress:
         elapsed = time.monotonic() - self.started
         return self.events / elapsed if elapsed > 0 else 0.0
 
-    @property
-    def eta_seconds(self) -> float | None:
-        if not self.commits:
-            return None
-        per_commit = (time.monotonic() - self.started) / self.commits
-        return max(self.total_commits - self.commits, 0) * per_commit
-
 
 Report = Callable[[Progress], None]
 

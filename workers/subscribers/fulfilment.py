@@ -86,11 +86,6 @@ def run_saga(message: Message, store: SagaStore | None = None) -> str:
     return runner.run(message, datetime.now(UTC))
 
 
-def send_all(messages: tuple[Message, ...] | list[Message]) -> None:
-    for message in messages:
-        send(message)
-
-
 def send(message: Message) -> None:
     """A command to its context's queue: the only thing a saga step sends."""
     if not isinstance(message, Command):
