@@ -56,8 +56,10 @@ def test_an_outage_is_one_warning_down_and_one_back_whatever_the_threads_log(
     outage.OUTAGE.restored()
     consumer.warning("Failed to ack message: not in known tags.")  # a late ack of a lost tag
 
-    # Then the log holds one line for the loss and one for the return, with its length
-    logged = lines(captured)
+    # Then the log holds one line for the loss and one for the return, with its length (of
+    # the sources the outage runs through: a write-behind thread left by an earlier test in
+    # this process may log about its own closed client meanwhile)
+    logged = [line for line in lines(captured) if not str(line["event"]).startswith("writebehind.")]
     assert [line["event"] for line in logged] == [
         "broker.connection_lost",
         "broker.connection_restored",
