@@ -1,8 +1,10 @@
 """An in-process query cache, invalidated by the read model's version and by consistency tokens.
 
-Each read model has a change counter (``read_model_versions``) that its projection bumps
-after every apply, including the no-op apply of a redelivery, so a crash between a write and
-its bump heals when the event comes again. An answer is cached under the counter value read
+Each read model has a change counter: a document of its own collection (``VERSION_ID``,
+which its queries leave out) that its projection bumps in the bulk write of every live
+apply, after the apply's own steps, so the bump costs no round trip. The bump sets a fresh
+token (and counts): a collection swapped in by a rebuild, which has no counter yet, can
+never repeat a token an answer was cached under. An answer is cached under the token read
 *before* it was computed: any write landing later is followed by a bump, so the next probe
 misses. A query with a consistency token first waits until the model reached the token; a
 cached answer then serves only if it was computed after that moment was observed.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -21,26 +24,35 @@ from pymongo.database import Database
 
 from readstore.consistency import Answer, ConsistencyToken, wait_until
 from readstore.db import Document
+from readstore.steps import CREATE, Step
 
 T = TypeVar("T")
-VERSIONS = "read_model_versions"
+#: The ``_id`` of the change counter's document in a model's collection.
+VERSION_ID = "~version"
 
 
 def model_version(database: Database[Document], model: str) -> int:
-    """The change counter of ``model`` (0 when it never changed)."""
-    doc = database[VERSIONS].find_one({"_id": model})
+    """How many times ``model``'s collection was bumped (0 when never)."""
+    doc = database[model].find_one({"_id": VERSION_ID})
     return int(doc["version"]) if doc else 0
 
 
-def bump_version(database: Database[Document], model: str) -> None:
-    """Advance ``model``'s change counter; call it after every write to the model."""
-    database[VERSIONS].update_one({"_id": model}, {"$inc": {"version": 1}}, upsert=True)
+def model_token(database: Database[Document], model: str) -> str:
+    """The token of ``model``'s last bump ("" when never)."""
+    doc = database[model].find_one({"_id": VERSION_ID})
+    return str(doc["token"]) if doc else ""
+
+
+def bump(collection: str) -> Step:
+    """The step that bumps the change counter of the model in ``collection``."""
+    update = {"$inc": {"version": 1}, "$set": {"token": uuid.uuid4().hex}}
+    return Step(collection, {"_id": VERSION_ID}, update, CREATE)
 
 
 @dataclass(frozen=True)
 class _Entry:
     value: Any
-    version: int
+    version: str
     started: float
 
 
@@ -74,7 +86,7 @@ class QueryCache:
                 return Answer(compute(), stale=True)
             since = self._observe(database.name, token)
         full_key = (database.name, model, key)
-        version = model_version(database, model)
+        version = model_token(database, model)
         with self._lock:
             entry = self._entries.get(full_key)
             if entry is not None and entry.version == version and entry.started >= since:

@@ -1,45 +1,45 @@
 """The ``customer_profile`` read model: a customer with figures across all their orders.
 
-It follows two kinds of stream: the customer's own (position ``_version`` in the profile)
-and each order's, into a document per order in ``customer_profile_orders`` (position
-``_version``; indexed by customer). The profile's order figures and its few most recent
-orders are *recomputed* from those per-order documents after each of them changes, and
-written with ``$set`` only if the recomputation saw more applied events than the one
-stored (``_applied``, the sum of the order positions it read): a redelivery changes
-nothing, a slower recomputation never overwrites a newer one, and the profile's size does
-not grow with the customer's history.
+It follows two kinds of stream, into one collection: the customer's own (position
+``_version`` in the profile) and each order's, into a document per order (position
+``_order``: the gate of ``readstore.linked``). Every order event changes the profile too,
+in the same bulk write: the counts, the total spent, the last order time and the few most
+recent orders, guarded by the order's entry under ``_open`` (its last version applied
+there), dropped once the order is confirmed or cancelled. Each event costs the same
+whatever the customer's history, and the profile does not grow with it.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
-from pymongo import DESCENDING
 
 from messages import Event
 from messages.customers import CustomerRegistered, customer_stream
 from messages.orders import OrderCancelled, OrderConfirmed, OrderPlaced
 from readstore.consistency import Answer, ConsistencyToken, wait_until
 from readstore.db import Document, get_database
-from readstore.follows import Follow
+from readstore.follows import Follow, Place
+from readstore.linked import Linked, Totals
 from readstore.mongo import from_mongo, money
-from readstore.projection import Projection, Update
+from readstore.projection import Update
+from readstore.steps import MAYBE, Step
 
 CUSTOMERS = Follow("customer")
-ORDERS = Follow("order", collection="orders")
+ORDERS = Follow("order", "_order")
 #: How many of the customer's latest orders the profile carries.
 RECENT = 5
-COUNTED = ("orders_placed", "orders_confirmed", "orders_cancelled")
+RECENT_ORDER = {"placed_at": -1, "order_id": -1}
 ORDER_EVENTS = (OrderPlaced, OrderConfirmed, OrderCancelled)
+ENDS = (OrderConfirmed, OrderCancelled)
+ZERO = Decimal("0.00")
 
 
-class CustomerProfiles(Projection):
+class CustomerProfiles(Linked):
     name = "customer_profile"
     collection_name = "customer_profile"
     handles: ClassVar[tuple[type[Event], ...]] = (
@@ -49,10 +49,8 @@ class CustomerProfiles(Projection):
         OrderCancelled,
     )
     follows = (CUSTOMERS, ORDERS)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._stale: set[str] = set()
+    linked = ORDERS
+    entries = "_open"
 
     def change(self, event: Event) -> Update:
         match event:
@@ -74,68 +72,51 @@ class CustomerProfiles(Projection):
                 return {"$set": {"customer_id": str(event.customer_id), "status": "cancelled"}}
         return {}
 
-    def propagate(self, event: Event) -> None:
+    def totals(self, event: Event) -> Totals:
         if isinstance(event, ORDER_EVENTS):
-            self.recount(str(event.customer_id))
+            return [(str(event.customer_id), figures(event))]
+        return []
 
-    def propagate_batch(self, events: Sequence[Event]) -> None:
-        """Each customer's figures recomputed once for all of their orders in the batch."""
-        customers = [str(e.customer_id) for e in events if isinstance(e, ORDER_EVENTS)]
-        for customer_id in dict.fromkeys(customers):
-            self.recount(customer_id)
+    def final(self, event: Event) -> bool:
+        return isinstance(event, ENDS)
 
-    def recount(self, customer_id: str) -> None:
-        """Recompute the customer's order figures from their per-order documents."""
-        if self.folding:
-            self._stale.add(customer_id)  # once per customer, at the end of the fold
-            return
-        orders = self.documents.find(self.collection_of(ORDERS), "customer_id", customer_id)
-        self._store(customer_id, summarise(orders))
+    def _drops(self, event: Event | None, where: Place) -> list[Step]:
+        """The order's row among the recent ones (if there) takes its final status first."""
+        drops = super()._drops(event, where)
+        if drops and isinstance(event, ENDS):
+            return [self._recent_status(event), *drops]
+        return drops
 
-    def _store(self, customer_id: str, figures: dict[str, Any]) -> None:
-        newer = {"$or": [{"_applied": {"$lt": figures["_applied"]}}, {"_applied": None}]}
-        query = {"_id": customer_id, **newer}
-        self.documents.update(self.collection.name, query, {"$set": figures}, upsert=True)
-
-    def finish_fold(self) -> None:
-        by_customer: dict[str, list[Document]] = defaultdict(list)
-        for doc in self.documents.scan(self.collection_of(ORDERS)):
-            by_customer[doc["customer_id"]].append(doc)
-        for customer_id in sorted(self._stale):
-            self._store(customer_id, summarise(by_customer[customer_id]))
-        self._stale = set()
-
-    def indexes(self) -> None:
-        orders = self.database[self.collection_of(ORDERS)]
-        orders.create_index([("customer_id", 1), ("placed_at", DESCENDING)])
+    def _recent_status(self, event: OrderConfirmed | OrderCancelled) -> Step:
+        """The order's row among the recent ones takes its final status (if it is there)."""
+        status = "confirmed" if isinstance(event, OrderConfirmed) else "cancelled"
+        query = {"_id": str(event.customer_id), "recent_orders.order_id": str(event.order_id)}
+        update = {"$set": {"recent_orders.$.status": status}}
+        return Step(self.collection.name, query, update, MAYBE)
 
 
-def summarise(orders: Iterable[Document]) -> dict[str, Any]:
-    """A customer's order figures and latest orders, from their per-order documents."""
-    counts = dict.fromkeys(COUNTED, 0)
-    spent, applied, last = Decimal("0.00"), 0, None
-    rows = []
-    for doc in orders:
-        status, placed_at = doc.get("status"), doc.get("placed_at")
-        applied += int(doc.get("_version", 0))
-        if placed_at is None:
-            continue  # only a later event applied so far: counted once it is placed
-        counts["orders_placed"] += 1
-        counts["orders_confirmed"] += status == "confirmed"
-        counts["orders_cancelled"] += status == "cancelled"
-        total = from_mongo(doc.get("total"))
-        spent += total if status == "confirmed" else 0
-        last = placed_at if last is None else max(last, placed_at)
-        row = {"order_id": doc["_id"], "status": status, "total": money(total)}
-        rows.append({**row, "placed_at": placed_at})
-    rows.sort(key=lambda r: (r["placed_at"], r["order_id"]), reverse=True)
-    return {
-        **counts,
-        "total_spent": money(spent),
-        "last_order_at": last,
-        "recent_orders": rows[:RECENT],
-        "_applied": applied,
-    }
+def figures(event: Event) -> Update:
+    """What an order event adds to its customer's figures."""
+    match event:
+        case OrderPlaced():
+            row = {
+                "order_id": str(event.order_id),
+                "status": "pending",
+                "total": money(event.total),
+                "placed_at": event.occurred_at,
+            }
+            recent = {"$each": [row], "$sort": RECENT_ORDER, "$slice": RECENT}
+            zero = {"orders_confirmed": 0, "orders_cancelled": 0, "total_spent": money(ZERO)}
+            return {
+                "$inc": {"orders_placed": 1, **zero},
+                "$max": {"last_order_at": event.occurred_at},
+                "$push": {"recent_orders": recent},
+            }
+        case OrderConfirmed():
+            return {"$inc": {"orders_confirmed": 1, "total_spent": money(event.total)}}
+        case OrderCancelled():
+            return {"$inc": {"orders_cancelled": 1}}
+    return {}
 
 
 class RecentOrder(BaseModel):
@@ -170,17 +151,19 @@ class CustomerProfile(BaseModel):
 
 def _reached(customer_id: UUID, token: ConsistencyToken, doc: Document | None) -> bool:
     """Whether the profile ``doc`` holds ``token``'s write (the customer's or an order's)."""
-    database = get_database()
     if token.stream_id == customer_stream(customer_id):
         return doc is not None and int(doc.get("_version", 0)) >= token.version
     if not token.stream_id.startswith("order-"):
         return True
-    orders = database[f"{CustomerProfiles.collection_name}_{ORDERS.collection}"]
-    order = orders.find_one({"_id": token.stream_id.removeprefix("order-")}, {"_version": 1})
-    if order is None or int(order.get("_version", 0)) < token.version or doc is None:
+    order_id = token.stream_id.removeprefix("order-")
+    collection = get_database()[CustomerProfiles.collection_name]
+    order = collection.find_one({"_id": order_id}, {ORDERS.position: 1, "status": 1})
+    if order is None or int(order.get(ORDERS.position, 0)) < token.version or doc is None:
         return False
-    mine = orders.find({"customer_id": str(customer_id)}, {"_version": 1})
-    return int(doc.get("_applied", 0)) >= sum(int(o.get("_version", 0)) for o in mine)
+    entry = doc.get(CustomerProfiles.entries, {}).get(order_id)
+    if entry is None:  # dropped once the order ended; not yet there after its first event
+        return order.get("status") in ("confirmed", "cancelled")
+    return int(entry) >= token.version
 
 
 def get_customer_profile(

@@ -126,7 +126,6 @@ class Fold:
             raise RuntimeError(
                 f"gaps in the log: {sorted(k for k, v in self.waiting.items() if v)}"
             )
-        self.projection.finish_fold()
         self.report(progress)
 
     def commit(self, doc: Document) -> int:

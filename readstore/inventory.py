@@ -1,13 +1,17 @@
 """The ``inventory_levels`` read model: per SKU, on hand, reserved and available.
 
-A SKU's document follows its stream (position ``_version``): stock added, held and
-released; each open hold is kept under ``_holds.<order id>`` until it ends. Committed stock
-is recorded on each order's reservation stream, one event for several SKUs: the
-reservation's own document (``inventory_levels_reservations``) follows that stream by
-position, and committing *consumes* each SKU's open hold of the order, in the one update
-that counts it. A redelivered commit finds no hold left to consume, however old it is; a
-commit that arrives before its hold first brings the SKU level with its stream. A SKU's
-document holds its counters and its open holds only: it does not grow with history.
+A SKU's document follows its stream (position ``_version``) for the stock added; what is
+reserved, committed and released comes from each order's reservation stream, whose events
+carry the order's lines: ``StockReserved`` holds them, then ``StockCommitted`` or
+``StockReleased`` ends the hold. The reservation has a document of its own (position
+``_reservation``, the gate of ``readstore.linked``) in the same collection, and each SKU
+of its lines keeps the order's entry under ``_holds`` while the hold is open: one bulk
+write per event (or per batch) applies the reservation's position and every SKU's change
+together, and a SKU's document holds its counters and its open holds only, whatever its
+history. The holds taken on the SKUs' streams are not followed: a reservation that fails
+gives back whatever it held, and one released before it was reserved held nothing for
+good, so the levels are those of the reservations, with the shelf's stock as the SKU
+streams say (``available = added - held + released``).
 """
 
 from __future__ import annotations
@@ -17,65 +21,57 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from messages import Event
-from messages.inventory import (
-    StockAdded,
-    StockCommitted,
-    StockHeld,
-    StockHoldReleased,
-    StockReserved,
-)
+from messages.inventory import StockAdded, StockCommitted, StockReleased, StockReserved
 from readstore.db import get_database
 from readstore.follows import Follow
-from readstore.projection import Projection, Update
+from readstore.linked import Linked, Totals
+from readstore.projection import Update
 
 SKUS = Follow("sku")
-RESERVATIONS = Follow("reservation", collection="reservations")
+RESERVATIONS = Follow("reservation", "_reservation")
+#: What each reservation event counts on the SKUs of its lines.
+COUNTED: dict[type[Event], str] = {
+    StockReserved: "held",
+    StockCommitted: "committed",
+    StockReleased: "released",
+}
 
 
-class InventoryLevels(Projection):
+class InventoryLevels(Linked):
     name = "inventory_levels"
     collection_name = "inventory_levels"
-    #: ``StockReserved`` changes nothing here, but delivered it brings the reservation's
-    #: position to 1, so that its ``StockCommitted`` (version 2) applies at once instead
-    #: of reading the stream from the store to fill the gap.
     handles: ClassVar[tuple[type[Event], ...]] = (
         StockAdded,
-        StockHeld,
-        StockHoldReleased,
         StockReserved,
         StockCommitted,
+        StockReleased,
     )
-    #: SKU streams first: a rebuild folds holds before the commits that consume them.
+    #: SKU streams first: a rebuild folds the stock added, then the reservations.
     follows = (SKUS, RESERVATIONS)
+    linked = RESERVATIONS
+    entries = "_holds"
 
     def change(self, event: Event) -> Update:
         match event:
             case StockAdded():
                 return {"$inc": {"added": event.quantity}}
-            case StockHeld():
-                hold = f"_holds.{event.order_id}"
-                return {"$inc": {"held": event.quantity}, "$set": {hold: event.quantity}}
-            case StockHoldReleased():
-                hold = f"_holds.{event.order_id}"
-                return {"$inc": {"released": event.quantity}, "$unset": {hold: ""}}
-            case StockCommitted():
-                return {"$set": {"committed_skus": [line.sku for line in event.lines]}}
+            case StockReserved() | StockCommitted() | StockReleased():
+                return {"$set": {"status": type(event).__name__}}
         return {}
 
-    def propagate(self, event: Event) -> None:
-        if isinstance(event, StockCommitted):
-            for line in event.lines:
-                self._consume(event, line.sku, line.quantity)
+    def totals(self, event: Event) -> Totals:
+        counted = COUNTED.get(type(event))
+        if counted is None or not self._holding(event):
+            return []
+        lines = getattr(event, "lines", ())
+        return [(line.sku, {"$inc": {counted: line.quantity}}) for line in lines]
 
-    def _consume(self, event: StockCommitted, sku: str, quantity: int) -> None:
-        """Count the order's hold on ``sku`` as committed, once: the hold goes with it."""
-        hold = f"_holds.{event.order_id}"
-        query = {"_id": sku, hold: {"$exists": True}}
-        update = {"$inc": {"committed": quantity}, "$unset": {hold: ""}}
-        if self.documents.update(self.collection.name, query, update) or self.folding:
-            return
-        self.catch_up_stream(SKUS, sku)  # the hold may not have been applied yet
-        self.documents.update(self.collection.name, query, update)
+    def _holding(self, event: Event) -> bool:
+        """A release changes the SKUs only after a reservation (version 1 held nothing)."""
+        return not isinstance(event, StockReleased) or (event.stream_version or 0) > 1
+
+    def final(self, event: Event) -> bool:
+        return isinstance(event, StockCommitted | StockReleased)
 
     def indexes(self) -> None:
         """Documents are found by ``_id`` only."""
@@ -108,6 +104,5 @@ def get_inventory_level(sku: str) -> InventoryLevel | None:
 
 def list_inventory_levels() -> list[InventoryLevel]:
     collection = get_database()[InventoryLevels.collection_name]
-    return [
-        InventoryLevel.from_document(d) for d in collection.find({}, {"_holds": 0}).sort("_id", 1)
-    ]
+    skus = collection.find({RESERVATIONS.position: {"$exists": False}}, {"_holds": 0})
+    return [InventoryLevel.from_document(d) for d in skus.sort("_id", 1)]

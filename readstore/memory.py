@@ -2,8 +2,10 @@
 
 A rebuild folds the event log here through the projection's own apply code, then writes the
 result in bulk: live application and rebuild share one algorithm. Only what projections use
-is understood: equality and ``$exists`` filters; ``$set``, ``$unset``, ``$inc``, ``$max``.
-Values are normalised as BSON stores them (datetimes to milliseconds).
+is understood: equality (also of a field of an array's elements), ``$exists``, ``$lt`` and
+``$or`` filters; ``$set`` (with the positional ``$``), ``$unset``, ``$inc``, ``$max``, and
+``$push`` with ``$each``, ``$sort``, ``$slice``. Values are normalised as BSON stores them
+(datetimes to milliseconds).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from bson.decimal128 import Decimal128
@@ -45,11 +48,24 @@ def _get(doc: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def _parent(doc: Document, path: str) -> tuple[Document, str]:
+def _element(doc: Mapping[str, Any], path: str, want: Any) -> int | None:
+    """The index of the first element of an array in ``doc`` whose field (``path`` is
+    ``<array>.<field>``) equals ``want``; ``None`` when there is none."""
+    array, _, leaf = path.partition(".")
+    items = doc.get(array)
+    if not isinstance(items, list) or not leaf:
+        return None
+    for i, item in enumerate(items):
+        if isinstance(item, Mapping) and _get(item, leaf) == _stored(want):
+            return i
+    return None
+
+
+def _parent(doc: Any, path: str) -> tuple[Any, Any]:
     *parents, leaf = path.split(".")
     for part in parents:
-        doc = doc.setdefault(part, {})
-    return doc, leaf
+        doc = doc[int(part)] if isinstance(doc, list) else doc.setdefault(part, {})
+    return doc, int(leaf) if isinstance(doc, list) else leaf
 
 
 def _plus(old: Any, inc: Any) -> Any:
@@ -72,7 +88,7 @@ def matches(doc: Mapping[str, Any], query: Mapping[str, Any], skip: str = "") ->
         if path == "$or":
             if not any(matches(doc, alternative) for alternative in want):
                 return False
-        elif not _holds(_get(doc, path), want):
+        elif not _holds(_get(doc, path), want) and _element(doc, path, want) is None:
             return False
     return True
 
@@ -87,11 +103,37 @@ def _holds(got: Any, want: Any) -> bool:
     return got is not _MISSING and got == _stored(want)
 
 
-def apply_update(doc: Document, update: Mapping[str, Mapping[str, Any]]) -> None:
-    """Apply MongoDB update operators to ``doc`` in place."""
+def _positional(path: str, query: Mapping[str, Any], doc: Document) -> str:
+    """``path`` with its ``$`` replaced by the index of the array element ``query`` matched."""
+    if ".$." not in path:
+        return path
+    array = path.partition(".$.")[0]
+    index = next(
+        _element(doc, key, want) for key, want in query.items() if key.startswith(f"{array}.")
+    )
+    return path.replace(".$.", f".{index}.", 1)
+
+
+def _push(old: Any, value: Any) -> list[Any]:
+    """``$push`` of ``value`` (``{"$each": […], "$sort": {…}, "$slice": n}`` or one item)."""
+    items = list(old) if isinstance(old, list) else []
+    modified = isinstance(value, Mapping) and "$each" in value
+    items += [_stored(v) for v in (value["$each"] if modified else [value])]
+    for key, direction in reversed(list(value.get("$sort", {}).items()) if modified else []):
+        items.sort(key=itemgetter(key), reverse=direction < 0)
+    limit = value.get("$slice") if modified else None
+    if limit is not None:
+        items = items[limit:] if limit < 0 else items[:limit]
+    return items
+
+
+def apply_update(
+    doc: Document, update: Mapping[str, Mapping[str, Any]], query: Mapping[str, Any] = {}
+) -> None:
+    """Apply MongoDB update operators to ``doc`` in place (``query``: what matched it)."""
     for operator, fields in update.items():
         for path, value in fields.items():
-            parent, leaf = _parent(doc, path)
+            parent, leaf = _parent(doc, _positional(path, query, doc))
             old = parent.get(leaf, _MISSING)
             if operator == "$set":
                 parent[leaf] = _stored(value)
@@ -101,6 +143,8 @@ def apply_update(doc: Document, update: Mapping[str, Mapping[str, Any]]) -> None
                 parent[leaf] = value if old is _MISSING else _plus(old, value)
             elif operator == "$max":
                 parent[leaf] = _stored(value) if old is _MISSING else max(old, _stored(value))
+            elif operator == "$push":
+                parent[leaf] = _push(old, value)
             else:
                 raise NotImplementedError(f"{operator} is not folded in memory")
 
@@ -112,11 +156,15 @@ class MemoryCollection:
         self.name = name
         self.docs: dict[Any, Document] = {}
 
+    def step(self, query: Mapping[str, Any], update: Any, kind: str) -> bool:
+        """Like a step of ``readstore.steps``: whether it matched (or, creating, inserted)."""
+        return self.update(query, update, upsert=kind == "create")
+
     def update(self, query: Mapping[str, Any], update: Any, upsert: bool) -> bool:
         """Like ``update_one``: whether a document was changed or inserted."""
         doc = self.docs.get(query["_id"])
         if doc is not None and matches(doc, query, skip="_id"):
-            apply_update(doc, update)
+            apply_update(doc, update, query)
             return True
         if doc is not None or not upsert:
             return False  # an upsert that meets an existing _id is a duplicate key

@@ -6,8 +6,10 @@ each document records, for each stream it follows, the last stream version it ap
 version - 1" and whose update carries both the change and the new position, so a redelivered
 or older event matches nothing (a no-op), and the write and its proof cannot part. An event
 that arrives ahead of its predecessors heals the gap: the missing events are read from the
-event store and applied in order first. Effects on other documents (``propagate``) are
-idempotent by their own state and are re-run when a redelivery finds its event applied.
+event store and applied in order first. An event may change other documents too
+(``readstore.linked``): its ``steps`` are then several conditional updates, run in order in
+one bulk write (``readstore.steps``), and a redelivery that finds its event applied
+finishes what an interrupted apply left (``settle``).
 
 Parking: when an event fails for good, its stream is *parked* for this projection (a document
 in ``parked_streams``). Later events of that stream find a gap, see the parking (the only
@@ -31,7 +33,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from messages import Event
-from readstore.batch import Conditional, apply_batch
+from readstore.batch import apply_batch
 from readstore.db import Document, get_database
 from readstore.documents import Documents, FoldedDocuments, StoredDocuments
 from readstore.eventlog import read_stream
@@ -39,6 +41,7 @@ from readstore.follows import Follow, Place, place
 from readstore.lease import rebuild_targets
 from readstore.memory import Memory
 from readstore.mongo import dig
+from readstore.steps import CREATE, REQUIRE, Step
 
 Update = dict[str, dict[str, Any]]
 
@@ -104,14 +107,21 @@ class Projection:
         """The update operators that apply ``event`` (its position is added by the caller)."""
         raise NotImplementedError
 
-    def propagate(self, event: Event) -> None:
-        """Effects of an applied ``event`` on other documents; idempotent, re-run on redelivery."""
+    def steps(self, event: Event | None, where: Place) -> list[Step]:
+        """The steps applying ``event`` at ``where`` (``None``: an event not handled here,
+        which only advances the position): by default its one conditional update."""
+        return [self.positioned(event, where)]
+
+    def touched(self) -> list[Step]:
+        """Steps run after the writes of a live apply, in the same bulk write."""
+        return []
+
+    def settle(self, where: Place, position: int) -> None:
+        """A delivery found its stream at ``position``, at or past it: finish what an
+        interrupted apply left undone (nothing, for an event applied by one update)."""
 
     def indexes(self) -> None:
         """Create the indexes queries need on this projection's collections."""
-
-    def finish_fold(self) -> None:
-        """After a fold: the effects ``propagate`` deferred while folding."""
 
     # -- where things are --------------------------------------------------------------------
     def place(self, event: Event) -> Place:
@@ -147,10 +157,14 @@ class Projection:
             return True
         position = self.position(where)
         if position >= where.version:
-            self._propagate(event)  # a crash may have come between the write and its effects
+            self.settle(where, position)  # a crash may have come amid its steps
             return False
         if self._held(event, where, position):
             return False  # held behind a parked event, or caught up past it meanwhile
+        return self._bring(event, where, position)
+
+    def _bring(self, event: Event, where: Place, position: int) -> bool:
+        """Apply the stream's events after ``position``, then ``event``."""
         self._catch_up(where, position, where.version - 1)
         return self._apply_next(event, where)
 
@@ -172,21 +186,21 @@ class Projection:
     def _apply_next(self, event: Event | None, where: Place) -> bool:
         """Apply ``event`` if the document stands exactly one version before it (``None``:
         an event this projection does not handle, which only advances the position)."""
-        applied = self.documents.update(*self.conditional(event, where))
-        if applied and event is not None:
-            self._propagate(event)
-        return applied
+        live = self.touched() if self.is_live() else []
+        return self.documents.run([*self.steps(event, where), *live])
 
-    def conditional(self, event: Event | None, where: Place) -> Conditional:
-        """The one update applying ``event`` at ``where``: collection, filter (the position
-        one version before), change with the new position, and whether to insert."""
+    def positioned(self, event: Event | None, where: Place) -> Step:
+        """The update of ``where``'s document applying ``event``: filtered on the position
+        one version before, its change with the new position."""
         handled = event is not None and isinstance(event, self.handles)
         update = self.change(event) if event is not None and handled else {}
         position = where.follow.position
         update = {**update, "$set": {**update.get("$set", {}), position: where.version}}
         query: dict[str, Any] = {"_id": where.doc_id}
         query[position] = {"$exists": False} if where.version == 1 else where.version - 1
-        return self.collection_of(where.follow), query, update, where.version == 1
+        kind = CREATE if where.version == 1 else REQUIRE
+        order = (where.stream_id, where.version)
+        return Step(self.collection_of(where.follow), query, update, kind, order)
 
     def apply_batch(self, events: Sequence[Event]) -> list[bool | Exception]:
         """Apply ``events`` as ``apply`` would, with one bulk write per collection when
@@ -199,18 +213,9 @@ class Projection:
                 outcomes = [_worse(o, b) for o, b in zip(outcomes, built, strict=True)]
         return outcomes
 
-    def propagate_batch(self, events: Sequence[Event]) -> None:
-        """``propagate`` for each of ``events`` applied in one batch (in stream order)."""
-        for event in events:
-            self._propagate(event)
-
     def fold(self, where: Place, event: Event | None) -> bool:
         """Apply one logged event during a rebuild's fold (``None``: not handled here)."""
         return self._apply_next(event, where)
-
-    def _propagate(self, event: Event) -> None:
-        if isinstance(event, self.handles):
-            self.propagate(event)
 
     def position(self, where: Place) -> int:
         path = where.follow.position

@@ -22,7 +22,6 @@ from typing import Any
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
-from readstore.cache import bump_version
 from readstore.db import Document
 from readstore.fold import Progress, Report, fold, ignore
 from readstore.lease import REBUILDS, REGISTRY_TTL, Lease, abandoned_target, acquire
@@ -89,7 +88,8 @@ class Rebuild:
             self._drop(self.target_name)
             raise
         lease.release(outcome="swapped", events=progress.events)
-        bump_version(self.database, self.kind.name)
+        live = self.kind(self.database)
+        live.documents.run(live.touched())  # a model with a query cache: its answers change
         self._drop_strays(target)
         seconds = time.monotonic() - began
         documents = len(memory[self.target_name])

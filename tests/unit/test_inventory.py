@@ -19,7 +19,7 @@ from messages.inventory import (
 from readstore.eventlog import read_stream
 from workers.contexts import reservations
 from workers.contexts.inventory import Inventory, Reservation, Sku, run_inventory_command
-from workers.write import snapshots
+from workers.write import outbox, snapshots
 from workers.write.eventstore import EventStore
 
 
@@ -225,3 +225,25 @@ def test_sku_state_stays_three_counters_whatever_the_orders(stub_broker, databas
     sku = _stock(database, "A")
     assert snapshots.state_of(sku) == {"added": 50, "held": 6, "released": 3}
     assert sku.available == 47
+
+
+def test_a_reservation_publishes_only_its_outcome(stub_broker, database, monkeypatch):
+    # Given stock of two SKUs, and the outbox's sends recorded
+    run_inventory_command(AddStock(sku="A", quantity=5))
+    run_inventory_command(AddStock(sku="B", quantity=5))
+    sent: list[tuple[str, int]] = []
+    send = outbox.send
+
+    def recorded(event):
+        publishes = send(event)
+        sent.append((event.type_name(), publishes))
+        return publishes
+
+    monkeypatch.setattr(outbox, "send", recorded)
+
+    # When an order reserves both
+    run_inventory_command(ReserveStock(order_id=uuid.uuid4(), lines=_lines(("A", 2), ("B", 1))))
+
+    # Then the holds on the SKUs were sent to no one: only StockReserved has subscribers
+    published = sorted((name, count > 0) for name, count in sent)
+    assert published == [("StockHeld", False), ("StockHeld", False), ("StockReserved", True)]

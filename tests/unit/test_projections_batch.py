@@ -13,7 +13,10 @@ from pymongo import MongoClient, monitoring
 
 from messages.errors import UnplaceableEvent
 from messages.orders import OrderConfirmed, order_stream
+from readstore.analytics import OrderAnalytics
+from readstore.customers import CustomerProfiles
 from readstore.eventlog import iter_commits, read_stream
+from readstore.inventory import InventoryLevels
 from readstore.orders import OrderSummaries
 from readstore.rebuild import Rebuild
 from readstore.verify import verify_projection
@@ -220,3 +223,24 @@ def test_a_flush_that_fails_fails_every_event_in_it():
 
     # Then each message got the failure, to be retried
     assert all(isinstance(r, ConnectionError) for r in results.values())
+
+
+@pytest.mark.parametrize("kind", [OrderAnalytics, CustomerProfiles, InventoryLevels], ids=str)
+def test_a_batch_that_applies_in_turn_is_one_store_command(mongo_url, database, kind):
+    # Given orders through fulfilment in the store, each projection's events in stream order
+    seed_fulfilment(EventStore(database), orders=6)
+    events = [e for c in iter_commits(database) for e in c.events if isinstance(e, kind.handles)]
+    listener = Updates()
+    client: MongoClient[Any] = MongoClient(
+        mongo_url, tz_aware=True, uuidRepresentation="standard", event_listeners=[listener]
+    )
+
+    # When they are applied as one batch
+    outcomes = kind(client[database.name]).apply_batch(events)
+    client.close()
+
+    # Then every one applied, with a single write: no read, no second collection, no counter
+    assert outcomes == [True] * len(events)
+    written = {kind.collection_name, "read_model_versions"}
+    on_model = [name for name, target in listener.commands if str(target) in written]
+    assert on_model == ["update"]
