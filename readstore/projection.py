@@ -174,8 +174,23 @@ class Projection:
         if last is None:  # to the stream's end: as live, up to its last handled event
             while missing and not isinstance(missing[-1], self.handles):
                 missing.pop()
+        skipped: list[Place] = []
         for event in missing:
+            if not isinstance(event, self.handles):
+                skipped.append(self.place(event))
+                continue
+            self._skip(skipped)
+            skipped = []
             self._apply_next(event, self.place(event))
+        self._skip(skipped)
+
+    def _skip(self, skipped: list[Place]) -> None:
+        """Move a stream's position over events not handled here, in one update."""
+        if skipped:
+            first, last = skipped[0], skipped[-1]
+            step = self.positioned(None, first)
+            step.update["$set"][first.follow.position] = last.version
+            self.documents.run([step])
 
     def catch_up_stream(self, follow: Follow, key: str) -> None:
         """Bring the document of stream ``<type>-<key>`` level with the event store."""

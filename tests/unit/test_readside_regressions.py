@@ -11,7 +11,14 @@ import bson
 import pytest
 from pymongo import MongoClient, monitoring
 
-from messages.inventory import StockCommitted, StockHeld, StockLine, reservation_stream, sku_stream
+from messages.inventory import (
+    StockAdded,
+    StockCommitted,
+    StockHeld,
+    StockLine,
+    reservation_stream,
+    sku_stream,
+)
 from messages.orders import OrderConfirmed, order_stream
 from readstore.analytics import CustomerRegistrations
 from readstore.customers import CustomerProfiles
@@ -280,3 +287,27 @@ def test_a_profiles_work_per_event_does_not_grow_with_the_customers_orders(mongo
     # Then the last order took as many store commands as the second: one per event
     assert last == second == len(by_order[41])
     assert database.customer_profile.find_one({"_id": str(customer_id)})["orders_placed"] == 42
+
+
+def test_a_restock_after_many_holds_moves_over_them_in_one_write(mongo_url, database):
+    # Given a SKU stocked, then held 50 times (holds the levels do not take), then restocked
+    streams = Streams(EventStore(database))
+    streams.add(sku_stream("X"), StockAdded(sku="X", quantity=100))
+    for _ in range(50):
+        streams.add(sku_stream("X"), StockHeld(sku="X", order_id=uuid.uuid4(), quantity=1))
+    streams.add(sku_stream("X"), StockAdded(sku="X", quantity=5))
+    first, *_, restock = read_stream(database, sku_stream("X"))
+    InventoryLevels(database).apply(first)
+    listener = Commands()
+    client: MongoClient[Any] = MongoClient(
+        mongo_url, tz_aware=True, uuidRepresentation="standard", event_listeners=[listener]
+    )
+
+    # When the restock is delivered
+    assert InventoryLevels(client[database.name]).apply(restock)
+    client.close()
+
+    # Then the levels count it, having moved over the holds with one write, not fifty
+    writes = [n for n, target in listener.targets if target == "inventory_levels"]
+    assert writes.count("update") <= 3, writes
+    assert database.inventory_levels.find_one({"_id": "X"})["added"] == 105
