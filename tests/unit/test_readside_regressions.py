@@ -21,7 +21,8 @@ from messages.inventory import (
 )
 from messages.orders import OrderConfirmed, order_stream
 from readstore.analytics import CustomerRegistrations
-from readstore.customers import CustomerProfiles
+from readstore.consistency import ConsistencyToken
+from readstore.customers import CustomerProfiles, get_customer_profile
 from readstore.eventlog import commit_id, read_stream
 from readstore.inventory import InventoryLevels
 from readstore.lag import projection_lag
@@ -311,3 +312,29 @@ def test_a_restock_after_many_holds_moves_over_them_in_one_write(mongo_url, data
     writes = [n for n, target in listener.targets if target == "inventory_levels"]
     assert writes.count("update") <= 3, writes
     assert database.inventory_levels.find_one({"_id": "X"})["added"] == 105
+
+
+def test_a_profile_read_with_an_orders_token_sees_that_order(database):
+    # Given an order placed and confirmed in the store, nothing applied yet
+    streams = Streams(EventStore(database))
+    customer_id = uuid.uuid4()
+    fulfil(streams, customer_id, "confirmed", random.Random(8))
+    stream = next(s for s in streams.versions if s.startswith("order-"))
+    placed, confirmed = read_stream(database, stream)
+    profiles = CustomerProfiles(database)
+
+    def read(version: int) -> Any:
+        return get_customer_profile(customer_id, ConsistencyToken(stream, version), timeout=0.2)
+
+    # When the profile is read with the order's tokens as its events are applied
+    before = read(1)
+    profiles.apply(placed)
+    after_placed = read(1)
+    not_yet = read(2)
+    profiles.apply(confirmed)
+    after_confirmed = read(2)
+
+    # Then each token is reached exactly when the profile holds that version of the order
+    assert before.stale and not_yet.stale
+    assert not after_placed.stale and after_placed.value.orders_placed == 1
+    assert not after_confirmed.stale and after_confirmed.value.orders_confirmed == 1
