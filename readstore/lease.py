@@ -24,7 +24,7 @@ from readstore.db import Document
 
 REBUILDS = "projection_rebuilds"
 #: How long a process trusts what it read about running rebuilds.
-REGISTRY_TTL = 0.5
+REGISTRY_TTL = 2.0
 #: A lease not renewed for this long belongs to a dead holder.
 LEASE_TTL = timedelta(seconds=30)
 
