@@ -93,8 +93,8 @@ class CustomerProfiles(Projection):
         self._store(customer_id, summarise(orders))
 
     def _store(self, customer_id: str, figures: dict[str, Any]) -> None:
-        newer = {"$or": [{"_applied": {"$lt": figures["_applied"]}}, {"_applied": None}]}
-        query = {"_id": customer_id, **newer}
+        # Unset, or fewer applied events; beside ``_id``, so the write stays a point lookup.
+        query = {"_id": customer_id, "_applied": {"$not": {"$gte": figures["_applied"]}}}
         self.documents.update(self.collection.name, query, {"$set": figures}, upsert=True)
 
     def finish_fold(self) -> None:
