@@ -3,13 +3,16 @@ entries themselves, through recording, replaying, archiving and purging."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from dramatiq.brokers.stub import StubBroker
+from pymongo import MongoClient, monitoring
 from pymongo.database import Database
 
 from readstore.db import Document
@@ -108,9 +111,14 @@ class JournalledSender:
         self.markers: list[Batch] = []
         self.sent: list[str] = []
         self.crash_after_commit = False
+        self.crash_before_commit = False
+        self.lock = threading.Lock()
 
     def batch(self, messages: list[Any], batch: Batch, deadline: float) -> None:
-        self.sent += [m.message_id for m in messages]
+        if self.crash_before_commit:
+            raise Crash
+        with self.lock:
+            self.sent += [m.message_id for m in messages]
         self.markers.append(batch)
         if self.crash_after_commit:
             raise Crash
@@ -133,13 +141,15 @@ def test_replay_interrupted_after_its_commit_is_settled_into_the_summary(
     monkeypatch.setattr(replaying, "publisher", journalled)
     sender.crash_after_commit = True
     with pytest.raises(Crash):
-        replaying.replay(ids, "ops", broker=StubBroker(), store=store, batch=8)
-    # When the next replay settles what the first left and replays the rest
+        replaying.replay(ids, "ops", broker=StubBroker(), store=store, batch=8, lease=0.2)
+    # When the next replay, once the lease ran out, settles what the first left (its first
+    # batch sent, the second claimed while the first was sent) and replays the rest
+    time.sleep(0.3)
     sender.crash_after_commit = False
     report = replaying.replay(ids, "ops", broker=StubBroker(), store=store)
     # Then each message was sent once, and the summary equals the entries in every state
     assert sorted(sender.sent) == sorted(ids)
-    assert report.settled["replayed"] == 8
+    assert report.settled == {"batches_sent": 1, "replayed": 0, "dead_again": 8}
     for state in (DEAD, "replaying", "replayed"):
         assert as_compared(store.groups(state)) == as_compared(store.aggregated_groups(state))
 
@@ -186,4 +196,104 @@ def test_a_selection_is_replayed_page_by_page_each_entry_once(
     assert sorted(sender.sent) == sorted(ids) == sorted(report.replayed)
     assert store.counts_by_queue() == {"g.customers.commands": 10}
     for state in (DEAD, "replayed"):
+        assert as_compared(store.groups(state)) == as_compared(store.aggregated_groups(state))
+
+
+class WritesCounted(monitoring.CommandListener):
+    """Counts the entries each write to the dead-letter collection names (one per update
+    statement: an update by a filter counts once, however many entries it changes)."""
+
+    def __init__(self) -> None:
+        self.statements = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "update" and event.command.get("update") == "dead_letters":
+            self.statements += len(event.command.get("updates", ()))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_a_selections_replay_changes_each_page_in_one_write(
+    database: Database[Document], mongo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given 60 dead letters of one queue, watched through a client counting writes
+    seeded(database, 60, "h.orders.commands")
+    writes = WritesCounted()
+    client: MongoClient[Document] = MongoClient(mongo_url, event_listeners=[writes])
+    store = DeadLetterStore(client[database.name])
+    sender = JournalledSender()
+    monkeypatch.setattr(replaying, "publisher", lambda _: nullcontext(sender))
+    # When the queue is replayed, 20 at a time
+    chosen = Selector(queue="h.orders.commands")
+    report = replaying.replay_selected(chosen, "ops", broker=StubBroker(), store=store, batch=20)
+    client.close()
+    # Then each page took one write (no write per entry), and every entry was sent once
+    assert len(report.replayed) == len(set(sender.sent)) == len(sender.sent) == 60
+    assert writes.statements <= 3
+    assert DeadLetterStore(database).counts_by_queue("replayed") == {"h.orders.commands": 60}
+
+
+def test_replay_killed_between_its_claim_and_the_send_loses_nothing(
+    database: Database[Document], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given 30 dead letters and a replay that dies after its claim, before anything is sent
+    store, ids = seeded(database, 30, "i.orders.commands")
+    sender = JournalledSender()
+    sender.crash_before_commit = True
+    monkeypatch.setattr(replaying, "publisher", lambda _: nullcontext(sender))
+    chosen = Selector(queue="i.orders.commands")
+    with pytest.raises(Crash):
+        replaying.replay_selected(chosen, "ops", broker=StubBroker(), store=store, lease=0.2)
+    # When its lease has run out and the queue is replayed again
+    time.sleep(0.3)
+    sender.crash_before_commit = False
+    report = replaying.replay_selected(chosen, "ops", broker=StubBroker(), store=store)
+    # Then nothing was sent twice or lost, the history says what happened, the counts agree
+    assert sorted(sender.sent) == sorted(ids)
+    assert report.settled["dead_again"] == 30
+    entry = store.get(ids[0]) or {}
+    assert [h["event"] for h in entry["history"]] == [
+        "failed",
+        "replayed",
+        "replay_failed",
+        "replayed",
+    ]
+    assert (entry["state"], entry["replays"]) == ("replayed", 1)
+    for state in (DEAD, "replaying", "replayed"):
+        assert as_compared(store.groups(state)) == as_compared(store.aggregated_groups(state))
+
+
+def test_two_replays_racing_over_one_group_send_each_entry_once(
+    database: Database[Document], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given 200 dead letters in four groups, and two operators sharing one broker
+    store, ids = seeded(database, 200, "j.orders.commands")
+    group = (store.get(ids[0]) or {})["group"]
+    in_group = [i for i in ids if (store.get(i) or {})["group"] == group]
+    sender = JournalledSender()
+    monkeypatch.setattr(replaying, "publisher", lambda _: nullcontext(sender))
+    # When both replay that group at the same moment, ten at a time
+    start = threading.Barrier(2)
+    reports: list[replaying.ReplayReport] = []
+
+    def operator(name: str) -> None:
+        start.wait()
+        chosen = Selector(group=group)
+        reports.append(
+            replaying.replay_selected(chosen, name, broker=StubBroker(), store=store, batch=10)
+        )
+
+    threads = [threading.Thread(target=operator, args=(f"ops-{i}",)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    # Then each entry of the group was sent once, by one of them, and the counts agree
+    assert sorted(sender.sent) == sorted(in_group)
+    assert sorted(reports[0].replayed + reports[1].replayed) == sorted(in_group)
+    for state in (DEAD, "replaying", "replayed"):
         assert as_compared(store.groups(state)) == as_compared(store.aggregated_groups(state))

@@ -126,11 +126,21 @@ class DeadLetterStore:
             return list(cursor.limit(limit or 0))
         return list(islice((d for d in cursor if holds(d, rest)), limit))
 
-    def failed_at(self, selector: Selector, moment: datetime) -> list[Document]:
+    def failed_at(
+        self, selector: Selector, moment: datetime, fields: Document = SUMMARY
+    ) -> list[Document]:
         """Every entry ``selector`` picks that last failed at ``moment`` (a page's edge)."""
+        return self.read_range(selector, fields, moment)
+
+    def read_range(
+        self, selector: Selector, fields: Document, moment: datetime | None = None
+    ) -> list[Document]:
+        """Every entry ``selector`` picks, in no order, read from one index range (only those
+        that last failed at ``moment``, if given)."""
         query, rest = selector.split()
-        cursor = self.entries.find({**query, "last_failed_at": moment}, SUMMARY)
-        return [d for d in cursor if holds(d, rest)]
+        if moment is not None:
+            query["last_failed_at"] = moment
+        return [d for d in self.entries.find(query, fields) if holds(d, rest)]
 
     def _span(self, selector: Selector) -> Span | None:
         rows = self.summary.matching(selector.state, selector.group, selector.queue, selector.error)
