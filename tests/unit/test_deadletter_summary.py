@@ -297,3 +297,24 @@ def test_two_replays_racing_over_one_group_send_each_entry_once(
     assert sorted(reports[0].replayed + reports[1].replayed) == sorted(in_group)
     for state in (DEAD, "replaying", "replayed"):
         assert as_compared(store.groups(state)) == as_compared(store.aggregated_groups(state))
+
+
+def test_a_selection_with_bursts_and_gaps_is_replayed_each_entry_once(
+    database: Database[Document], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given 40 dead letters of one queue: 20 failed at one moment, 5 a month before any
+    # failure the group counts know of, the rest 1 ms apart
+    store, ids = seeded(database, 40, "k.orders.commands")
+    same = (store.get(ids[30]) or {})["last_failed_at"]
+    store.entries.update_many({"_id": {"$in": ids[10:30]}}, {"$set": {"last_failed_at": same}})
+    long_ago = same - timedelta(days=30)
+    store.entries.update_many({"_id": {"$in": ids[:5]}}, {"$set": {"last_failed_at": long_ago}})
+    sender = JournalledSender()
+    monkeypatch.setattr(replaying, "publisher", lambda _: nullcontext(sender))
+    # When the queue is replayed, five at a time
+    chosen = Selector(queue="k.orders.commands")
+    report = replaying.replay_selected(chosen, "ops", broker=StubBroker(), store=store, batch=5)
+    # Then each was sent once and the counts agree
+    assert sorted(sender.sent) == sorted(ids) == sorted(report.replayed)
+    for state in (DEAD, "replayed"):
+        assert as_compared(store.groups(state)) == as_compared(store.aggregated_groups(state))

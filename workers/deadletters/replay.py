@@ -14,9 +14,10 @@ Keeping the message id keeps every consumer's idempotency: a replay applies once
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import dramatiq
@@ -44,6 +45,8 @@ log = structlog.get_logger("sagaworks.replay")
 DEFAULT_LEASE_SECONDS = 60.0
 #: Entries per batch of a selection's replay (one claim, one transaction).
 SELECTION_BATCH = 1000
+#: The finest time a store keeps.
+MOMENT = timedelta(milliseconds=1)
 #: What a page of a selection's replay reads of each entry.
 PAGE_FIELDS = {**SELECTED, **PLACE}
 
@@ -173,12 +176,50 @@ def _replayed(
 
 
 def pages(store: DeadLetterStore, selector: Selector, size: int) -> Iterator[Page]:
-    """The selection's dead entries, newest first, a page at a time; a page holds every
-    entry that failed at the same moment as its oldest, so the next page starts before it,
-    and a selection one index reads whole is claimed by that page's range."""
+    """The selection's dead entries, newest first, about ``size`` at a time.
+
+    A selection one index reads whole goes by time windows of that index, sized from the
+    group counts to hold about ``size`` entries (narrowed where they hold many more, widened
+    where they hold few): each window is read once, unsorted, and claimed by its range; then
+    any entry older than the counts know of is listed. Any other selection walks the listing
+    a page at a time."""
     chosen = replace(selector, state=DEAD)
+    span = None if chosen.ids or chosen.split()[1] else store.span(chosen)
+    if span is None:
+        yield from _listed(store, chosen, size, store.find)
+        return
+    lowest = max(span.first, chosen.since) if chosen.since else span.first
+    upper = span.last + MOMENT
+    upper = min(upper, chosen.before) if chosen.before else upper
+    width = max((span.last - span.first) * size / max(span.count, 1), MOMENT)
+    yield from _windows(store, replace(chosen, since=lowest, before=upper), size, width)
+    yield from _listed(store, replace(chosen, before=lowest), size, store.newest)
+
+
+def _windows(
+    store: DeadLetterStore, chosen: Selector, size: int, width: timedelta
+) -> Iterator[Page]:
+    """Pages of ``chosen``'s range by time windows, newest first, ``width`` wide to start."""
+    lowest, upper = chosen.since or datetime.min, chosen.before or datetime.max
+    while upper > lowest:
+        where = replace(chosen, since=max(upper - width, lowest), before=upper)
+        seen = {d["_id"]: d for d in store.read_range(where, PAGE_FIELDS)}
+        if len(seen) > 2 * size and width > MOMENT:
+            width = max(width / 4, MOMENT)
+            continue
+        if seen:
+            yield Page(seen, where)
+        upper = where.since or lowest
+        width = width * 2 if len(seen) < size / 2 else width
+
+
+def _listed(
+    store: DeadLetterStore, chosen: Selector, size: int, read: Callable[..., list[Document]]
+) -> Iterator[Page]:
+    """The listing (``read``) a page at a time; a page holds every entry that failed at the
+    same moment as its oldest, so the next page starts before it."""
     ranged = not chosen.ids and not chosen.split()[1]
-    while page := store.find(chosen, size, PAGE_FIELDS):
+    while page := read(chosen, size, PAGE_FIELDS):
         oldest = page[-1]["last_failed_at"]
         seen = {d["_id"]: d for d in page + store.failed_at(chosen, oldest, PAGE_FIELDS)}
         yield Page(seen, replace(chosen, since=oldest) if ranged else None)
