@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from messages.errors import PermanentError
 from readstore.db import Document
 from tests.conftest import AMQP_URL
 from tests.hostile import Deliveries, queue_depth, wait_for
-from tests.support import register_customer, settle
+from tests.support import at_once, register_customer, settle
 from workers.deadletters.record import from_envelope
 from workers.deadletters.replay import replay, replay_selected
 from workers.deadletters.selector import Selector
@@ -54,17 +53,7 @@ def test_two_concurrent_replays_send_each_entry_once(
     ids = dead_registrations(settings, 60)
     queue = settings.queue_prefix + "customers.commands"
     # When two operators replay all of them at the same moment
-    start = threading.Barrier(2)
-
-    def operator(name: str) -> None:
-        start.wait()
-        replay(ids, name, broker=rabbitmq_broker, batch=5)
-
-    threads = [threading.Thread(target=operator, args=(f"ops-{i}",)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    at_once(lambda name: replay(ids, name, broker=rabbitmq_broker, batch=5), ["ops-1", "ops-2"])
     # Then the queue holds each message exactly once, and every entry was replayed once
     assert queue_depth(queue) == 60
     entries = list(database["dead_letters"].find({}, {"state": 1, "replays": 1}))
@@ -80,20 +69,13 @@ def test_two_replays_of_one_group_on_rabbitmq_send_each_entry_once(
     group = (store.get(ids[0]) or {})["group"]
     queue = settings.queue_prefix + "customers.commands"
     # When two operators replay the group at the same moment, 10 entries per page
-    start = threading.Barrier(2)
     replayed: list[str] = []
 
     def operator(name: str) -> None:
-        start.wait()
         chosen = Selector(group=group)
-        report = replay_selected(chosen, name, broker=rabbitmq_broker, batch=10)
-        replayed.extend(report.replayed)
+        replayed.extend(replay_selected(chosen, name, broker=rabbitmq_broker, batch=10).replayed)
 
-    threads = [threading.Thread(target=operator, args=(f"ops-{i}",)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    at_once(operator, ["ops-1", "ops-2"])
     # Then the queue holds each message once, each entry was replayed once, the counts agree
     assert queue_depth(queue) == 120
     assert sorted(replayed) == sorted(ids)

@@ -16,6 +16,7 @@ from pymongo import MongoClient, monitoring
 from pymongo.database import Database
 
 from readstore.db import Document
+from tests.support import at_once
 from workers.deadletters import replay as replaying
 from workers.deadletters.publisher import Batch
 from workers.deadletters.selector import Selector
@@ -277,21 +278,15 @@ def test_two_replays_racing_over_one_group_send_each_entry_once(
     sender = JournalledSender()
     monkeypatch.setattr(replaying, "publisher", lambda _: nullcontext(sender))
     # When both replay that group at the same moment, ten at a time
-    start = threading.Barrier(2)
     reports: list[replaying.ReplayReport] = []
 
     def operator(name: str) -> None:
-        start.wait()
         chosen = Selector(group=group)
         reports.append(
             replaying.replay_selected(chosen, name, broker=StubBroker(), store=store, batch=10)
         )
 
-    threads = [threading.Thread(target=operator, args=(f"ops-{i}",)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    at_once(operator, ["ops-1", "ops-2"])
     # Then each entry of the group was sent once, by one of them, and the counts agree
     assert sorted(sender.sent) == sorted(in_group)
     assert sorted(reports[0].replayed + reports[1].replayed) == sorted(in_group)
@@ -318,3 +313,33 @@ def test_a_selection_with_bursts_and_gaps_is_replayed_each_entry_once(
     assert sorted(sender.sent) == sorted(ids) == sorted(report.replayed)
     for state in (DEAD, "replayed"):
         assert as_compared(store.groups(state)) == as_compared(store.aggregated_groups(state))
+
+
+class SlowJournal(JournalledSender):
+    """A journal whose reader holds the markers it took a while before acking them (a
+    marker being read is invisible to any other reader)."""
+
+    def journal(self) -> tuple[list[Batch], Callable[[], None]]:
+        with self.lock:
+            taken, self.markers = self.markers, []
+        time.sleep(0.3)
+        return taken, lambda: None
+
+
+def test_two_replays_settling_one_sent_batch_at_once_do_not_undo_it(
+    database: Database[Document], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a replay that died right after its first batch of 10 was committed
+    store, ids = seeded(database, 10, "l.orders.commands")
+    sender = SlowJournal()
+    sender.crash_after_commit = True
+    monkeypatch.setattr(replaying, "publisher", lambda _: nullcontext(sender))
+    with pytest.raises(Crash):
+        replaying.replay(ids, "ops", broker=StubBroker(), store=store, batch=10, lease=0.2)
+    time.sleep(0.3)
+    sender.crash_after_commit = False
+    # When two operators replay the same entries at once, once its lease has run out
+    at_once(lambda name: replaying.replay(ids, name, broker=StubBroker(), store=store), ["a", "b"])
+    # Then nothing was sent again: the batch was found sent, not undone
+    assert sorted(sender.sent) == sorted(ids)
+    assert {(d["state"], d["replays"]) for d in store.entries.find()} == {("replayed", 1)}

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 import structlog
+from pymongo.collection import Collection
+from pymongo.errors import DuplicateKeyError
 
 from readstore.db import Document
 from workers.deadletters.publisher import LEASE_MARGIN, Publisher
@@ -44,6 +47,9 @@ REPLAY_FIELDS = {
     "replays": 1,
     "replay.token": 1,
 }
+#: The lock one settling replay holds (collection and document), and for how long at most.
+SETTLING = "dead_letter_settling"
+SETTLING_LEASE = 60.0
 #: Where an open batch's entries are: the fields of the selector of its index range.
 RANGE = ("queue", "group", "since", "before")
 
@@ -131,8 +137,40 @@ def settle(store: DeadLetterStore, send: Publisher) -> dict[str, int]:
     """Finish the batches interrupted replays left open: sent → closed, lapsed → dead; how
     many batches were found sent, and how many entries are replayed or dead again.
 
-    The open batches are read before the journal: a batch is committed only in the first
-    three quarters of its lease, so the marker of a lapsed batch that was sent is there."""
+    One replay settles at a time: a marker another one is reading is hidden from the rest,
+    so a second reader would take a sent batch for one that never was. The open batches are
+    read before the journal: a batch is committed only in the first three quarters of its
+    lease, so the marker of a lapsed batch that was sent is there."""
+    with _settling(store):
+        return _settle(store, send)
+
+
+@contextmanager
+def _settling(store: DeadLetterStore) -> Iterator[None]:
+    """Hold the store's settling lock (a document with a lease) until the block ends."""
+    locks, token = store.database[SETTLING], uuid.uuid4().hex
+    while not _took(locks, token):
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        locks.delete_one({"_id": SETTLING, "token": token})
+
+
+def _took(locks: Collection[Document], token: str) -> bool:
+    until = now() + timedelta(seconds=SETTLING_LEASE)
+    try:
+        locks.insert_one({"_id": SETTLING, "token": token, "until": until})
+    except DuplicateKeyError:
+        lapsed = {"_id": SETTLING, "until": {"$lt": now()}}
+        return (
+            locks.find_one_and_update(lapsed, {"$set": {"token": token, "until": until}})
+            is not None
+        )
+    return True
+
+
+def _settle(store: DeadLetterStore, send: Publisher) -> dict[str, int]:
     lapsed = list(store.database[OPEN_BATCHES].find({"until": {"$lt": now()}}))
     markers, ack = send.journal()
     sent = {b.token for b in markers}
