@@ -127,6 +127,15 @@ class JournalledSender:
     def journal(self) -> tuple[list[Batch], Callable[[], None]]:
         return list(self.markers), self.markers.clear
 
+    def dies_in(self, replay: Callable[[], object], *, after_commit: bool) -> None:
+        """Run ``replay`` (with a lease of 0.2 s) until it dies, before or after the commit of
+        its first batch; return once its lease has run out."""
+        self.crash_after_commit, self.crash_before_commit = after_commit, not after_commit
+        with pytest.raises(Crash):
+            replay()
+        time.sleep(0.3)
+        self.crash_after_commit = self.crash_before_commit = False
+
 
 def test_replay_interrupted_after_its_commit_is_settled_into_the_summary(
     database: Database[Document], monkeypatch: pytest.MonkeyPatch
@@ -140,13 +149,12 @@ def test_replay_interrupted_after_its_commit_is_settled_into_the_summary(
         yield sender
 
     monkeypatch.setattr(replaying, "publisher", journalled)
-    sender.crash_after_commit = True
-    with pytest.raises(Crash):
-        replaying.replay(ids, "ops", broker=StubBroker(), store=store, batch=8, lease=0.2)
+    sender.dies_in(
+        lambda: replaying.replay(ids, "ops", broker=StubBroker(), store=store, batch=8, lease=0.2),
+        after_commit=True,
+    )
     # When the next replay, once the lease ran out, settles what the first left (its first
     # batch sent, the second claimed while the first was sent) and replays the rest
-    time.sleep(0.3)
-    sender.crash_after_commit = False
     report = replaying.replay(ids, "ops", broker=StubBroker(), store=store)
     # Then each message was sent once, and the summary equals the entries in every state
     assert sorted(sender.sent) == sorted(ids)
@@ -244,14 +252,15 @@ def test_replay_killed_between_its_claim_and_the_send_loses_nothing(
     # Given 30 dead letters and a replay that dies after its claim, before anything is sent
     store, ids = seeded(database, 30, "i.orders.commands")
     sender = JournalledSender()
-    sender.crash_before_commit = True
     monkeypatch.setattr(replaying, "publisher", lambda _: nullcontext(sender))
     chosen = Selector(queue="i.orders.commands")
-    with pytest.raises(Crash):
-        replaying.replay_selected(chosen, "ops", broker=StubBroker(), store=store, lease=0.2)
+    sender.dies_in(
+        lambda: replaying.replay_selected(
+            chosen, "ops", broker=StubBroker(), store=store, lease=0.2
+        ),
+        after_commit=False,
+    )
     # When its lease has run out and the queue is replayed again
-    time.sleep(0.3)
-    sender.crash_before_commit = False
     report = replaying.replay_selected(chosen, "ops", broker=StubBroker(), store=store)
     # Then nothing was sent twice or lost, the history says what happened, the counts agree
     assert sorted(sender.sent) == sorted(ids)
@@ -332,12 +341,11 @@ def test_two_replays_settling_one_sent_batch_at_once_do_not_undo_it(
     # Given a replay that died right after its first batch of 10 was committed
     store, ids = seeded(database, 10, "l.orders.commands")
     sender = SlowJournal()
-    sender.crash_after_commit = True
     monkeypatch.setattr(replaying, "publisher", lambda _: nullcontext(sender))
-    with pytest.raises(Crash):
-        replaying.replay(ids, "ops", broker=StubBroker(), store=store, batch=10, lease=0.2)
-    time.sleep(0.3)
-    sender.crash_after_commit = False
+    sender.dies_in(
+        lambda: replaying.replay(ids, "ops", broker=StubBroker(), store=store, lease=0.2),
+        after_commit=True,
+    )
     # When two operators replay the same entries at once, once its lease has run out
     at_once(lambda name: replaying.replay(ids, name, broker=StubBroker(), store=store), ["a", "b"])
     # Then nothing was sent again: the batch was found sent, not undone
