@@ -192,25 +192,30 @@ def pages(store: DeadLetterStore, selector: Selector, size: int) -> Iterator[Pag
     upper = span.last + MOMENT
     upper = min(upper, chosen.before) if chosen.before else upper
     width = max((span.last - span.first) * size / max(span.count, 1), MOMENT)
-    yield from _windows(store, replace(chosen, since=lowest, before=upper), size, width)
+    yield from _windows(store, chosen, (lowest, upper), size, width)
     yield from _listed(store, replace(chosen, before=lowest), size, store.newest)
 
 
 def _windows(
-    store: DeadLetterStore, chosen: Selector, size: int, width: timedelta
+    store: DeadLetterStore,
+    chosen: Selector,
+    bounds: tuple[datetime, datetime],
+    size: int,
+    width: timedelta,
 ) -> Iterator[Page]:
-    """Pages of ``chosen``'s range by time windows, newest first, ``width`` wide to start."""
-    lowest, upper = chosen.since or datetime.min, chosen.before or datetime.max
+    """Pages of ``chosen`` that failed within ``bounds`` (from, before), by time windows
+    newest first, ``width`` wide to start."""
+    lowest, upper = bounds
     while upper > lowest:
-        where = replace(chosen, since=max(upper - width, lowest), before=upper)
+        since = max(upper - width, lowest)
+        where = replace(chosen, since=since, before=upper)
         seen = {d["_id"]: d for d in store.read_range(where, PAGE_FIELDS)}
         if len(seen) > 2 * size and width > MOMENT:
             width = max(width / 4, MOMENT)
             continue
         if seen:
             yield Page(seen, where)
-        upper = where.since or lowest
-        width = width * 2 if len(seen) < size / 2 else width
+        upper, width = since, width * 2 if len(seen) < size / 2 else width
 
 
 def _listed(
