@@ -115,6 +115,9 @@ class JournalledSender:
         self.crash_before_commit = False
         self.lock = threading.Lock()
 
+    def declare(self, queues: Any) -> None:
+        pass
+
     def batch(self, messages: list[Any], batch: Batch, deadline: float) -> None:
         if self.crash_before_commit:
             raise Crash

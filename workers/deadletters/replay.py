@@ -168,7 +168,7 @@ def _replayed(
             show(len(report.replayed))
             claim = _claim(store, page, report, (by, lease, dry_run))
             _landed(store, flight, claim, report)
-            flight = Flight(claim, sending.submit(_send, send, claim)) if claim else None
+            flight = _launch(sending, send, claim) if claim else None
         _landed(store, flight, None, report)
         show(total)
         settle(store, send)
@@ -263,6 +263,12 @@ def _unfit(store: DeadLetterStore, claim: Claim, report: ReplayReport) -> Claim:
     release(store, replace(claim, entries=unfit), claim.by, reason)
     report.skipped.update(dict.fromkeys(unfit, reason))
     return replace(claim, entries={i: d for i, d in claim.entries.items() if i not in unfit})
+
+
+def _launch(sending: ThreadPoolExecutor, send: Publisher, claim: Claim) -> Flight:
+    """Start sending ``claim`` on the sending thread (its queues declared on this one)."""
+    send.declare({queue_of(doc["queue"]) for doc in claim.entries.values()})
+    return Flight(claim, sending.submit(_send, send, claim))
 
 
 def _send(send: Publisher, claim: Claim) -> None:
