@@ -243,9 +243,10 @@ def test_a_selections_replay_changes_each_page_in_one_write(
     chosen = Selector(queue="h.orders.commands")
     report = replaying.replay_selected(chosen, "ops", broker=StubBroker(), store=store, batch=20)
     client.close()
-    # Then each page took one write (no write per entry), and every entry was sent once
+    # Then each page took one write (three or four pages, where a write per entry would
+    # make 60), and every entry was sent once
     assert len(report.replayed) == len(set(sender.sent)) == len(sender.sent) == 60
-    assert writes.statements <= 3
+    assert writes.statements <= 4
     assert DeadLetterStore(database).counts_by_queue("replayed") == {"h.orders.commands": 60}
 
 
