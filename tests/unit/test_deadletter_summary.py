@@ -355,3 +355,27 @@ def test_two_replays_settling_one_sent_batch_at_once_do_not_undo_it(
     # Then nothing was sent again: the batch was found sent, not undone
     assert sorted(sender.sent) == sorted(ids)
     assert {(d["state"], d["replays"]) for d in store.entries.find()} == {("replayed", 1)}
+
+
+def test_entries_an_earlier_replay_left_replaying_are_settled(
+    database: Database[Document], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given entries an earlier version of the replay left claimed (`replaying`): the batch of
+    # four was committed (its marker is in the journal), the batch of three never was
+    store, ids = seeded(database, 7, "m.orders.commands")
+    store.mark(ids, "replaying", {"event": "claimed"})
+    past = datetime.now(UTC) - timedelta(seconds=5)
+    for token, chosen in (("sent", ids[:4]), ("lost", ids[4:])):
+        owner = {"replay": {"token": token, "until": past}}
+        store.entries.update_many({"_id": {"$in": chosen}}, {"$set": owner})
+    sender = JournalledSender()
+    sender.markers.append(Batch("sent", tuple(ids[:4])))
+    monkeypatch.setattr(replaying, "publisher", lambda _: nullcontext(sender))
+    # When the next replay runs
+    report = replaying.replay(ids[4:], "ops", broker=StubBroker(), store=store)
+    # Then the sent batch is replayed, the other dead again and replayed now, counts agree
+    assert report.settled == {"batches_sent": 0, "replayed": 4, "dead_again": 3}
+    assert sorted(sender.sent) == sorted(ids[4:])
+    assert {d["state"] for d in store.entries.find()} == {"replayed"}
+    for state in (DEAD, "replaying", "replayed"):
+        assert as_compared(store.groups(state)) == as_compared(store.aggregated_groups(state))
