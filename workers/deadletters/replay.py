@@ -138,9 +138,9 @@ def replay_selected(
     batch: int = SELECTION_BATCH,
     lease: float = DEFAULT_LEASE_SECONDS,
 ) -> ReplayReport:
-    """Replay every dead entry ``selector`` picks, newest first, a page of the listing at a
-    time: no step reads the whole selection, and each page is claimed in one write and sent
-    in one transaction while the next page is claimed."""
+    """Replay every dead entry ``selector`` picks, newest first, about ``batch`` at a time
+    (``pages``): no step reads the whole selection, and each page is claimed in one write and
+    sent in one transaction while the next page is claimed."""
     store = store or DeadLetterStore()
     seen = pages(store, selector, batch)
     return _replayed(store, seen, by, broker, (dry_run, lease, store.count(selector)))
