@@ -89,7 +89,8 @@ def acquire(
     """Take the rebuild lease of ``projection``; ``RebuildRefused`` while another holds it."""
     now, holder = datetime.now(UTC), holder_name()
     fields = {"holder": holder, "since": now, "expires_at": now + ttl, "target": target}
-    free = {"_id": projection, "$or": [{"expires_at": {"$lt": now}}, {"expires_at": None}]}
+    # Lapsed or never set; beside ``_id``, so the write stays a point lookup.
+    free = {"_id": projection, "expires_at": {"$not": {"$gte": now}}}
     try:
         taken = database[REBUILDS].update_one(
             free, {"$set": {**fields, "phase": "starting"}}, upsert=True

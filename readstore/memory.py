@@ -81,7 +81,7 @@ def _decimal(value: Any) -> Decimal:
 
 def matches(doc: Mapping[str, Any], query: Mapping[str, Any], skip: str = "") -> bool:
     """Whether ``doc`` satisfies ``query`` but its field ``skip`` (equality, ``$exists``,
-    ``$lt`` and ``$or`` only)."""
+    ``$lt``, ``$not: {$gte}`` and ``$or`` only)."""
     for path, want in query.items():
         if path == skip:
             continue
@@ -96,6 +96,8 @@ def matches(doc: Mapping[str, Any], query: Mapping[str, Any], skip: str = "") ->
 def _holds(got: Any, want: Any) -> bool:
     if isinstance(want, Mapping) and "$exists" in want:
         return (got is not _MISSING) == bool(want["$exists"])
+    if isinstance(want, Mapping) and "$not" in want:  # {$not: {$gte: n}}: missing, null or below
+        return got is _MISSING or got is None or not got >= want["$not"]["$gte"]
     if isinstance(want, Mapping) and "$lt" in want:
         return got is not _MISSING and got is not None and got < want["$lt"]
     if want is None:

@@ -26,6 +26,7 @@ from sagas.state import TERMINAL, Fulfilment, SagaStatus
 
 Document = dict[str, Any]
 SAGAS = "sagas"
+WAKE_INDEX = "wake_at_sparse"
 #: Handled message ids kept per saga (a saga handles about ten messages in its life).
 HANDLED_KEPT = 200
 HISTORY_KEPT = 100
@@ -76,11 +77,12 @@ class SagaStore:
 
     def indexes(self) -> None:
         self.collection.create_index([("status", ASCENDING), ("updated_at", ASCENDING)])
-        self.collection.create_index(
-            [("wake_at", ASCENDING)],
-            partialFilterExpression={"wake_at": {"$type": "date"}},
-            name="wake_at",
-        )
+        # Sparse, and ``wake_at`` is unset (never null) on a saga with nothing to wake it for:
+        # the index holds only the sagas the sweeper may have to look at.
+        self.collection.create_index([("wake_at", ASCENDING)], sparse=True, name=WAKE_INDEX)
+        if "wake_at" in self.collection.index_information():  # the earlier partial index
+            self.collection.update_many({"wake_at": None}, {"$unset": {"wake_at": ""}})
+            self.collection.drop_index("wake_at")
 
     def load(self, saga_id: str) -> SagaRecord | None:
         doc = self.collection.find_one({"_id": saga_id}, {"history": 0})
@@ -99,8 +101,9 @@ class SagaStore:
             "pending": [encode(m) for m in out],
             "history": [_transition(None, state, cause, out, now)],
             **_fields(state, now, finished=state.finished),
-            "wake_at": self._wake_at(state, now, unsent=bool(out)),
         }
+        if (wake_at := self._wake_at(state, now, unsent=bool(out))) is not None:
+            doc["wake_at"] = wake_at
         try:
             self.collection.insert_one(doc)
         except DuplicateKeyError:
@@ -113,12 +116,14 @@ class SagaStore:
         """Write the step at the version it was read at: the saga as it now stands (its
         ``pending`` as far as this write knows), or ``None`` if another write came first."""
         now = datetime.now(UTC)
+        wake = _wake(self._wake_at(state, now, unsent=bool(out or record.pending)))
         update = {
             "$set": {
                 **_fields(state, now, finished=state.finished and not record.state.finished),
-                "wake_at": self._wake_at(state, now, unsent=bool(out or record.pending)),
+                **wake.get("$set", {}),
                 "version": record.version + 1,
             },
+            **({"$unset": wake["$unset"]} if "$unset" in wake else {}),
             "$push": {
                 "pending": {"$each": [encode(m) for m in out]},
                 "handled": {"$each": [str(cause.message_id)], "$slice": -HANDLED_KEPT},
@@ -155,19 +160,18 @@ class SagaStore:
     def due(self, now: datetime, limit: int = 200) -> list[SagaRecord]:
         """Sagas whose ``wake_at`` has come: a step past its deadline, or a finished saga's
         messages pending past ``resend_after`` (the sweeper's work)."""
-        cursor = (
-            self.collection.find({"wake_at": {"$lte": now}}, {"history": 0})
-            .sort("wake_at", ASCENDING)
-            .limit(limit)
-        )
+        cursor = self.collection.find(*self.due_query(now)).sort("wake_at", ASCENDING).limit(limit)
         return [SagaRecord.from_document(doc) for doc in cursor]
+
+    @staticmethod
+    def due_query(now: datetime) -> tuple[Document, Document]:
+        """The filter and projection of ``due``: one range of the sparse ``wake_at`` index."""
+        return {"wake_at": {"$lte": now}}, {"history": 0}
 
     @staticmethod
     def postpone(record: SagaRecord, until: datetime | None) -> UpdateOne:
         """Look at the saga again at ``until`` (never: ``None``) unless it moved meanwhile."""
-        return UpdateOne(
-            {"_id": record.saga_id, "version": record.version}, {"$set": {"wake_at": until}}
-        )
+        return UpdateOne({"_id": record.saga_id, "version": record.version}, _wake(until))
 
     def stuck(self, now: datetime, limit: int = 100) -> list[Document]:
         """Running sagas past their deadline, and flagged ones: what an operator looks at."""
@@ -204,6 +208,11 @@ class SagaStore:
         return self.collection.count_documents(
             {"$or": [{"status": {"$nin": _TERMINAL}}, {"pending.0": {"$exists": True}}]}
         )
+
+
+def _wake(at: datetime | None) -> Document:
+    """The update that sets ``wake_at``, or unsets it (``None``: out of the sweeper's index)."""
+    return {"$set": {"wake_at": at}} if at is not None else {"$unset": {"wake_at": ""}}
 
 
 def saga_row(doc: Document) -> Document:

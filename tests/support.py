@@ -1,8 +1,11 @@
-"""Helpers shared by the tests: build domain commands (``settle`` comes from workers.testing)."""
+"""Helpers shared by the tests: build domain commands, run operators at once (``settle`` comes
+from workers.testing)."""
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -11,7 +14,7 @@ from messages.customers import RegisterCustomer
 from messages.orders import Address, OrderLine, OrderPlaced, PlaceOrder, order_total
 from workers.testing.settle import settle
 
-__all__ = ["ADDRESS", "order_placed", "place_order", "register_customer", "settle"]
+__all__ = ["ADDRESS", "at_once", "order_placed", "place_order", "register_customer", "settle"]
 
 ADDRESS = Address(name="Ada", street="1 Main St", city="Springfield", postal_code="1", country="US")
 
@@ -47,3 +50,18 @@ def order_placed(command: PlaceOrder, customer_name: str = "Ada") -> OrderPlaced
         shipping_address=command.shipping_address,
         total=order_total(command.lines),
     )
+
+
+def at_once(act: Callable[[str], None], names: Sequence[str], timeout: float = 120) -> None:
+    """Run ``act(name)`` for each of ``names`` on its own thread, all starting together."""
+    start = threading.Barrier(len(names))
+
+    def run(name: str) -> None:
+        start.wait()
+        act(name)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)

@@ -20,10 +20,11 @@ from dramatiq import Worker
 from dramatiq.brokers.stub import StubBroker
 from pymongo.database import Database
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.wait import WebDriverWait
 
 from messages import encode
 from messages.errors import PermanentError
@@ -107,7 +108,9 @@ def sign_in(chrome: WebDriver, url: str, name: str = "alice") -> None:
     chrome.find_element(By.ID, "operator").send_keys(name)
     chrome.find_element(By.ID, "token").send_keys(TOKEN)
     chrome.find_element(By.ID, "sign-in").click()
-    assert chrome.find_element(By.TAG_NAME, "h1").text == "Overview"
+    # The login page's heading may be read as the overview replaces it (a stale element).
+    wait = WebDriverWait(chrome, 10, ignored_exceptions=(StaleElementReferenceException,))
+    wait.until(lambda driver: driver.find_element(By.TAG_NAME, "h1").text == "Overview")
 
 
 def open_group_with(chrome: WebDriver, url: str, reason: str) -> None:

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -20,9 +19,10 @@ from messages.errors import PermanentError
 from readstore.db import Document
 from tests.conftest import AMQP_URL
 from tests.hostile import Deliveries, queue_depth, wait_for
-from tests.support import register_customer, settle
+from tests.support import at_once, register_customer, settle
 from workers.deadletters.record import from_envelope
-from workers.deadletters.replay import replay
+from workers.deadletters.replay import replay, replay_selected
+from workers.deadletters.selector import Selector
 from workers.deadletters.store import DeadLetterStore
 from workers.runtime.settings import Settings
 
@@ -53,21 +53,36 @@ def test_two_concurrent_replays_send_each_entry_once(
     ids = dead_registrations(settings, 60)
     queue = settings.queue_prefix + "customers.commands"
     # When two operators replay all of them at the same moment
-    start = threading.Barrier(2)
-
-    def operator(name: str) -> None:
-        start.wait()
-        replay(ids, name, broker=rabbitmq_broker, batch=5)
-
-    threads = [threading.Thread(target=operator, args=(f"ops-{i}",)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    at_once(lambda name: replay(ids, name, broker=rabbitmq_broker, batch=5), ["ops-1", "ops-2"])
     # Then the queue holds each message exactly once, and every entry was replayed once
     assert queue_depth(queue) == 60
     entries = list(database["dead_letters"].find({}, {"state": 1, "replays": 1}))
     assert {(e["state"], e["replays"]) for e in entries} == {("replayed", 1)}
+
+
+def test_two_replays_of_one_group_on_rabbitmq_send_each_entry_once(
+    rabbitmq_broker: RabbitmqBroker, settings: Settings, database: Database[Document]
+) -> None:
+    # Given 120 dead letters of one group and no worker consuming their queue
+    ids = dead_registrations(settings, 120)
+    store = DeadLetterStore()
+    group = (store.get(ids[0]) or {})["group"]
+    queue = settings.queue_prefix + "customers.commands"
+    # When two operators replay the group at the same moment, 10 entries per page
+    replayed: list[str] = []
+
+    def operator(name: str) -> None:
+        chosen = Selector(group=group)
+        replayed.extend(replay_selected(chosen, name, broker=rabbitmq_broker, batch=10).replayed)
+
+    at_once(operator, ["ops-1", "ops-2"])
+    # Then the queue holds each message once, each entry was replayed once, the counts agree
+    assert queue_depth(queue) == 120
+    assert sorted(replayed) == sorted(ids)
+    entries = list(database["dead_letters"].find({}, {"state": 1, "replays": 1}))
+    assert {(e["state"], e["replays"]) for e in entries} == {("replayed", 1)}
+    assert [(g["_id"], g["count"]) for g in store.groups("replayed")] == [(group, 120)]
+    assert store.groups("dead") == []
 
 
 def environment(settings: Settings, mongo_url: str) -> dict[str, str]:

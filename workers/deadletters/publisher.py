@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -38,6 +38,9 @@ class LeaseExpired(RuntimeError):
 
 
 class Publisher(Protocol):
+    def declare(self, queues: Iterable[str]) -> None:
+        """Make sure ``queues`` exist (on the calling thread: a broker connects per thread)."""
+
     def batch(self, messages: list[dramatiq.Message[Any]], batch: Batch, deadline: float) -> None:
         """Send every message of ``batch`` (all or none) before ``deadline``."""
 
@@ -50,6 +53,9 @@ class InProcess:
 
     def __init__(self, broker: dramatiq.Broker) -> None:
         self.broker = broker
+
+    def declare(self, queues: Iterable[str]) -> None:
+        pass  # enqueue declares
 
     def batch(self, messages: list[dramatiq.Message[Any]], batch: Batch, deadline: float) -> None:
         for message in messages:
@@ -70,9 +76,11 @@ class Transactional:
         self.channel.tx_select()
         self.reader = connection.channel()
 
-    def batch(self, messages: list[dramatiq.Message[Any]], batch: Batch, deadline: float) -> None:
-        for queue in {m.queue_name for m in messages}:
+    def declare(self, queues: Iterable[str]) -> None:
+        for queue in queues:
             self.broker.declare_queue(queue, ensure=True)  # a publish to a missing queue is lost
+
+    def batch(self, messages: list[dramatiq.Message[Any]], batch: Batch, deadline: float) -> None:
         persistent = pika.BasicProperties(delivery_mode=2)
         for message in messages:
             self.channel.basic_publish("", message.queue_name, message.encode(), persistent)

@@ -1,41 +1,54 @@
 """Replay: dead letters back to their original queue, fresh retry count, same message id, audited.
 
-Crash-safe and exclusive. A replay *claims* each entry (``dead`` → ``replaying`` under its own
-token and a lease) with a conditional write, so two replays never both own an entry. On
-RabbitMQ a claimed batch is published in one AMQP transaction together with a marker naming
-the batch's token in the replay journal queue; the entries become ``replayed`` only after the
-commit returned. A replay killed at any point is settled by the next one: a batch whose marker
-is in the journal was sent (its entries are marked replayed); a batch whose lease ran out
-without a marker never reached the broker (its entries are dead again, to be replayed).
+Crash-safe and exclusive, with one store write per entry. A replay *claims* a batch (a page
+of the selection: one index range, claimed by one ``update_many``; or given ids) by moving
+its entries ``dead`` → ``replayed`` under the batch's token, after storing the open batch
+(``claims``). On RabbitMQ the claimed batch is then published in one AMQP transaction
+together with a marker naming its token in the replay journal queue, on a sending thread
+while the next page is claimed. A replay killed at any point is settled by the next one: a
+batch whose marker is in the journal was sent; a batch whose lease ran out without a marker
+never reached the broker, and its entries are dead again, to be replayed.
 Keeping the message id keeps every consumer's idempotency: a replay applies once in effect.
 """
 
 from __future__ import annotations
 
 import json
-import time
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import dramatiq
 import structlog
 
 from readstore.db import Document
-from workers.deadletters.claims import claim_ids, finish, release, settle
-from workers.deadletters.publisher import LEASE_MARGIN, Batch, Publisher, publisher
+from workers.deadletters.claims import (
+    Claim,
+    claim_ids,
+    claim_range,
+    close,
+    new_claim,
+    release,
+    settle,
+)
+from workers.deadletters.publisher import Batch, Publisher, publisher
 from workers.deadletters.record import DELIVERY_OPTIONS, REPLAY_OPTION, queue_of
-from workers.deadletters.selector import Selector
+from workers.deadletters.selector import SELECTED, Selector
 from workers.deadletters.store import DEAD, DeadLetterStore
-from workers.deadletters.transitions import placed
+from workers.deadletters.transitions import PLACE, placed
 from workers.runtime.progress import progress_bar
 
 log = structlog.get_logger("sagaworks.replay")
 #: How long a replay owns the entries it claimed; it never commits a batch past it.
 DEFAULT_LEASE_SECONDS = 60.0
-#: Entries per batch of a selection's replay (one claim, one transaction, one update).
+#: Entries per batch of a selection's replay (one claim, one transaction).
 SELECTION_BATCH = 1000
+#: The finest time a store keeps.
+MOMENT = timedelta(milliseconds=1)
+#: What a page of a selection's replay reads of each entry.
+PAGE_FIELDS = {**SELECTED, **PLACE}
 
 
 @dataclass
@@ -54,10 +67,11 @@ class ReplayReport:
 
 
 def envelope_for_replay(doc: Document) -> dramatiq.Message[Any]:
-    """The stored envelope with a fresh delivery: no retries, no traceback, same id."""
+    """The stored envelope of a claimed entry with a fresh delivery: no retries, no
+    traceback, same id."""
     stored = json.loads(doc["envelope"])
     options = {k: v for k, v in stored.get("options", {}).items() if k not in DELIVERY_OPTIONS}
-    options[REPLAY_OPTION] = int(doc.get("replays") or 0) + 1
+    options[REPLAY_OPTION] = int(doc.get("replays") or 1)  # counted by the claim
     return dramatiq.Message(
         queue_name=queue_of(doc["queue"]),
         actor_name=stored["actor_name"],
@@ -77,6 +91,23 @@ def why_not(doc: Document) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Page:
+    """Entries a replay claims together, as read (state, queue, group, replayable), and the
+    index range they fill (``None``: they are claimed by id)."""
+
+    seen: dict[str, Document]
+    where: Selector | None = None
+
+
+@dataclass(frozen=True)
+class Flight:
+    """A claimed batch being sent on the sending thread."""
+
+    claim: Claim
+    sent: Future[None]
+
+
 def replay(
     ids: Sequence[str],
     by: str,
@@ -90,7 +121,7 @@ def replay(
     """Replay the entries ``ids`` (in batches); those that cannot be replayed are skipped."""
     store = store or DeadLetterStore()
     chunks = (list(ids[start : start + batch]) for start in range(0, len(ids), batch))
-    seen = (placed(store, chunk) for chunk in chunks)
+    seen = (Page(placed(store, chunk)) for chunk in chunks)
     report = _replayed(store, seen, by, broker, (dry_run, lease, len(ids)))
     found = set(report.replayed) | set(report.skipped)
     report.skipped.update({i: "no such dead letter" for i in ids if i not in found})
@@ -107,9 +138,9 @@ def replay_selected(
     batch: int = SELECTION_BATCH,
     lease: float = DEFAULT_LEASE_SECONDS,
 ) -> ReplayReport:
-    """Replay every dead entry ``selector`` picks, newest first, a page of the listing at a
-    time: no step reads the whole selection, and each page is claimed in one bulk write,
-    sent in one transaction and marked replayed in one bulk write."""
+    """Replay every dead entry ``selector`` picks, newest first, about ``batch`` at a time
+    (``pages``): no step reads the whole selection, and each page is claimed in one write and
+    sent in one transaction while the next page is claimed."""
     store = store or DeadLetterStore()
     seen = pages(store, selector, batch)
     return _replayed(store, seen, by, broker, (dry_run, lease, store.count(selector)))
@@ -117,49 +148,155 @@ def replay_selected(
 
 def _replayed(
     store: DeadLetterStore,
-    batches: Iterable[dict[str, Document]],
+    batches: Iterable[Page],
     by: str,
     broker: dramatiq.Broker | None,
     how: tuple[bool, float, int],
 ) -> ReplayReport:
-    """Replay each batch of entries (as read: state, queue, group); ``how``: dry run, the
-    lease, and how many entries there are for the progress bar."""
+    """Replay each batch of entries: claim it, then send it while the next one is claimed;
+    ``how``: dry run, the lease, and how many entries there are for the progress bar."""
     dry_run, lease, total = how
-    report, finished = ReplayReport(), set[str]()
+    report = ReplayReport()
     with (
         publisher(broker or dramatiq.get_broker()) as send,
         progress_bar("replayed", total) as show,
+        ThreadPoolExecutor(1, thread_name_prefix="replay-send") as sending,
     ):
         report.settled = settle(store, send)
-        for seen in batches:
+        flight: Flight | None = None
+        for page in batches:
             show(len(report.replayed))
-            ready = {i: d for i, d in seen.items() if not _skip(d, report)}
-            if dry_run or not ready:
-                report.replayed += list(ready)
-                continue
-            owner = _lease(lease)
-            docs = claim_ids(store, ready, owner[0], by, lease)
-            _lost(ready, docs, report)
-            report.replayed += _send(store, send, docs, by, owner)
-            finished.add(owner[0])
+            claim = _claim(store, page, report, (by, lease, dry_run))
+            _landed(store, flight, claim, report)
+            flight = _launch(sending, send, claim) if claim else None
+        _landed(store, flight, None, report)
         show(total)
-        settle(store, send, frozenset(finished))
+        settle(store, send)
     return report
 
 
-def pages(store: DeadLetterStore, selector: Selector, size: int) -> Iterator[dict[str, Document]]:
-    """The selection's dead entries, newest first, a page at a time; a page holds every
-    entry that failed at the same moment as its oldest, so the next page starts before it."""
+def pages(store: DeadLetterStore, selector: Selector, size: int) -> Iterator[Page]:
+    """The selection's dead entries, newest first, about ``size`` at a time.
+
+    A selection one index reads whole goes by time windows of that index, sized from the
+    group counts to hold about ``size`` entries (narrowed where they hold many more, widened
+    where they hold few): each window is read once, unsorted, and claimed by its range; then
+    any entry older than the counts know of is listed. Any other selection walks the listing
+    a page at a time."""
     chosen = replace(selector, state=DEAD)
-    while page := store.find(chosen, size):
+    span = None if chosen.ids or chosen.split()[1] else store.span(chosen)
+    if span is None:
+        yield from _listed(store, chosen, size, store.find)
+        return
+    lowest = max(span.first, chosen.since) if chosen.since else span.first
+    upper = span.last + MOMENT
+    upper = min(upper, chosen.before) if chosen.before else upper
+    width = max((span.last - span.first) * size / max(span.count, 1), MOMENT)
+    yield from _windows(store, chosen, (lowest, upper), size, width)
+    yield from _listed(store, replace(chosen, before=lowest), size, store.newest)
+
+
+def _windows(
+    store: DeadLetterStore,
+    chosen: Selector,
+    bounds: tuple[datetime, datetime],
+    size: int,
+    width: timedelta,
+) -> Iterator[Page]:
+    """Pages of ``chosen`` that failed within ``bounds`` (from, before), by time windows
+    newest first, ``width`` wide to start."""
+    lowest, upper = bounds
+    while upper > lowest:
+        since = max(upper - width, lowest)
+        where = replace(chosen, since=since, before=upper)
+        seen = {d["_id"]: d for d in store.read_range(where, PAGE_FIELDS)}
+        if len(seen) > 2 * size and width > MOMENT:
+            width = max(width / 4, MOMENT)
+            continue
+        if seen:
+            yield Page(seen, where)
+        upper, width = since, width * 2 if len(seen) < size / 2 else width
+
+
+def _listed(
+    store: DeadLetterStore, chosen: Selector, size: int, read: Callable[..., list[Document]]
+) -> Iterator[Page]:
+    """The listing (``read``) a page at a time; a page holds every entry that failed at the
+    same moment as its oldest, so the next page starts before it."""
+    ranged = not chosen.ids and not chosen.split()[1]
+    while page := read(chosen, size, PAGE_FIELDS):
         oldest = page[-1]["last_failed_at"]
-        yield {d["_id"]: d for d in page + store.failed_at(chosen, oldest)}
+        seen = {d["_id"]: d for d in page + store.failed_at(chosen, oldest, PAGE_FIELDS)}
+        yield Page(seen, replace(chosen, since=oldest) if ranged else None)
         chosen = replace(chosen, before=oldest)
 
 
-def _lease(lease: float) -> tuple[str, float]:
-    """A new replay token, and the moment after which its batch must not be committed."""
-    return uuid.uuid4().hex, time.monotonic() + lease * (1 - LEASE_MARGIN)
+def _claim(
+    store: DeadLetterStore, page: Page, report: ReplayReport, how: tuple[str, float, bool]
+) -> Claim | None:
+    """Claim the replayable entries of ``page`` (``how``: by whom, the lease, dry run); the
+    claim, or ``None`` when it took nothing."""
+    by, lease, dry_run = how
+    ready = {i: d for i, d in page.seen.items() if not _skip(d, report)}
+    if dry_run or not ready:
+        report.replayed += list(ready) if dry_run else []
+        return None
+    if page.where is not None and len(ready) == len(page.seen):
+        claim = claim_range(store, page.where, new_claim(by, lease))
+    else:
+        claim = claim_ids(store, ready, new_claim(by, lease))
+    _lost(ready, claim.entries, report)
+    claim = _unfit(store, claim, report)
+    if not claim.entries:
+        close(store, [claim.token])
+        return None
+    return claim
+
+
+def _unfit(store: DeadLetterStore, claim: Claim, report: ReplayReport) -> Claim:
+    """The claim without the entries it cannot send (one that entered its range after the
+    page was read, with no replayable envelope): those are dead again."""
+    unfit = {i: d for i, d in claim.entries.items() if not d.get("replayable")}
+    if not unfit:
+        return claim
+    reason = "no replayable envelope"
+    release(store, replace(claim, entries=unfit), claim.by, reason)
+    report.skipped.update(dict.fromkeys(unfit, reason))
+    return replace(claim, entries={i: d for i, d in claim.entries.items() if i not in unfit})
+
+
+def _launch(sending: ThreadPoolExecutor, send: Publisher, claim: Claim) -> Flight:
+    """Start sending ``claim`` on the sending thread (its queues declared on this one)."""
+    send.declare({queue_of(doc["queue"]) for doc in claim.entries.values()})
+    return Flight(claim, sending.submit(_send, send, claim))
+
+
+def _send(send: Publisher, claim: Claim) -> None:
+    """Send the claimed entries in one transaction with the batch's journal marker."""
+    messages = [envelope_for_replay(doc) for doc in claim.entries.values()]
+    send.batch(messages, Batch(claim.token, ()), claim.deadline)
+
+
+def _landed(
+    store: DeadLetterStore, flight: Flight | None, pending: Claim | None, report: ReplayReport
+) -> None:
+    """Wait for ``flight`` to be committed: its batch is settled, its entries replayed. If it
+    was not sent, its entries and those of the ``pending`` claim (not sent yet) are dead
+    again."""
+    if flight is None:
+        return
+    try:
+        flight.sent.result()
+    except Exception as exc:
+        reason = f"not sent: {str(exc)[:300]}"
+        for claim in (flight.claim, pending):
+            if claim is not None:
+                release(store, claim, claim.by, reason)
+                close(store, [claim.token])
+        raise
+    close(store, [flight.claim.token])
+    report.replayed += list(flight.claim.entries)
+    log.info("deadletter.replayed", count=len(flight.claim.entries), by=flight.claim.by)
 
 
 def _skip(doc: Document, report: ReplayReport) -> bool:
@@ -169,26 +306,7 @@ def _skip(doc: Document, report: ReplayReport) -> bool:
     return reason is not None
 
 
-def _lost(ready: dict[str, Document], docs: list[Document], report: ReplayReport) -> None:
+def _lost(ready: dict[str, Document], taken: dict[str, Document], report: ReplayReport) -> None:
     """The entries of ``ready`` another replay claimed first are skipped."""
-    lost = set(ready) - {d["_id"] for d in docs}
+    lost = set(ready) - set(taken)
     report.skipped.update(dict.fromkeys(lost, "claimed by another replay"))
-
-
-def _send(
-    store: DeadLetterStore, send: Publisher, docs: list[Document], by: str, owner: tuple[str, float]
-) -> list[str]:
-    """Send the claimed ``docs`` in one transaction before the deadline of ``owner`` (token,
-    deadline), then mark them replayed; their ids."""
-    if not docs:
-        return []
-    token, deadline = owner
-    batch, known = Batch(token, tuple(d["_id"] for d in docs)), {d["_id"]: d for d in docs}
-    try:
-        send.batch([envelope_for_replay(doc) for doc in docs], batch, deadline)
-    except Exception as exc:
-        release(store, batch, by, f"not sent: {str(exc)[:300]}", known)
-        raise
-    finish(store, [batch], by, known)
-    log.info("deadletter.replayed", count=len(docs), by=by)
-    return list(batch.ids)

@@ -113,10 +113,15 @@ class DeadLetterStore:
         the oldest failure is passed: no query reads more than a few pages' worth of
         entries, even from a store that sorts before it limits."""
         limit = max(limit, 1)
-        span = None if selector.ids else self._span(selector)
+        span = None if selector.ids else self.span(selector)
         if span is None:
             return self._read(selector, limit, fields)
         return self._windows(selector, span, limit, fields)
+
+    def newest(self, selector: Selector, limit: int, fields: Document = SUMMARY) -> list[Document]:
+        """The newest ``limit`` entries ``selector`` picks, by one sorted read of its index
+        range (the whole range is read: for ranges known to be small)."""
+        return self._read(selector, limit, fields)
 
     def _read(self, selector: Selector, limit: int | None, fields: Document) -> list[Document]:
         """The newest ``limit`` (``None``: all) entries of one index range ``selector`` picks."""
@@ -126,13 +131,24 @@ class DeadLetterStore:
             return list(cursor.limit(limit or 0))
         return list(islice((d for d in cursor if holds(d, rest)), limit))
 
-    def failed_at(self, selector: Selector, moment: datetime) -> list[Document]:
+    def failed_at(
+        self, selector: Selector, moment: datetime, fields: Document = SUMMARY
+    ) -> list[Document]:
         """Every entry ``selector`` picks that last failed at ``moment`` (a page's edge)."""
-        query, rest = selector.split()
-        cursor = self.entries.find({**query, "last_failed_at": moment}, SUMMARY)
-        return [d for d in cursor if holds(d, rest)]
+        return self.read_range(selector, fields, moment)
 
-    def _span(self, selector: Selector) -> Span | None:
+    def read_range(
+        self, selector: Selector, fields: Document, moment: datetime | None = None
+    ) -> list[Document]:
+        """Every entry ``selector`` picks, in no order, read from one index range (only those
+        that last failed at ``moment``, if given)."""
+        query, rest = selector.split()
+        if moment is not None:
+            query["last_failed_at"] = moment
+        return [d for d in self.entries.find(query, fields) if holds(d, rest)]
+
+    def span(self, selector: Selector) -> Span | None:
+        """How many entries ``selector`` picks and when they failed, from the summary."""
         rows = self.summary.matching(selector.state, selector.group, selector.queue, selector.error)
         return self.summary.span(rows, selector.state)
 

@@ -172,7 +172,8 @@ def measure(
             lambda: replay_selected(chosen, "bench", broker=broker, store=store)
         )
     else:
-        ids = [i for page in islice(pages(store, chosen, 1000), replayed // 1000 + 1) for i in page]
+        chosen_pages = islice(pages(store, chosen, 1000), replayed // 1000 + 1)
+        ids = [i for page in chosen_pages for i in page.seen]
         ids = ids[:replayed]
         replay_s, result = timed(
             lambda: replay(ids, "bench", broker=broker, store=store, batch=1000)

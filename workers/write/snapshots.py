@@ -120,13 +120,13 @@ class SnapshotStore:
             "state": state,
             "taken_at": datetime.now(UTC),
         }
-        newer = {"version": {"$gte": version}, "schema_version": kind.SCHEMA_VERSION}
+        # Each filter sits beside ``_id`` alone, so each write is a point lookup.
+        older = {"_id": aggregate.stream_id, "version": {"$lt": version}}
         try:
-            self.collection.update_one(
-                {"_id": aggregate.stream_id, "$nor": [newer]}, {"$set": doc}, upsert=True
-            )
-        except DuplicateKeyError:
-            return False  # a snapshot at least as new is already there
+            self.collection.update_one(older, {"$set": doc}, upsert=True)
+        except DuplicateKeyError:  # one at least as new is there: kept, unless of another schema
+            other = {"_id": aggregate.stream_id, "schema_version": {"$ne": kind.SCHEMA_VERSION}}
+            return self.collection.update_one(other, {"$set": doc}).matched_count == 1
         return True
 
 
