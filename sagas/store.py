@@ -116,14 +116,11 @@ class SagaStore:
         """Write the step at the version it was read at: the saga as it now stands (its
         ``pending`` as far as this write knows), or ``None`` if another write came first."""
         now = datetime.now(UTC)
-        wake = _wake(self._wake_at(state, now, unsent=bool(out or record.pending)))
-        update = {
+        update: Document = {
             "$set": {
                 **_fields(state, now, finished=state.finished and not record.state.finished),
-                **wake.get("$set", {}),
                 "version": record.version + 1,
             },
-            **({"$unset": wake["$unset"]} if "$unset" in wake else {}),
             "$push": {
                 "pending": {"$each": [encode(m) for m in out]},
                 "handled": {"$each": [str(cause.message_id)], "$slice": -HANDLED_KEPT},
@@ -133,6 +130,7 @@ class SagaStore:
                 },
             },
         }
+        _wake(update, self._wake_at(state, now, unsent=bool(out or record.pending)))
         result = self.collection.update_one(
             {"_id": record.saga_id, "version": record.version}, update
         )
@@ -171,7 +169,7 @@ class SagaStore:
     @staticmethod
     def postpone(record: SagaRecord, until: datetime | None) -> UpdateOne:
         """Look at the saga again at ``until`` (never: ``None``) unless it moved meanwhile."""
-        return UpdateOne({"_id": record.saga_id, "version": record.version}, _wake(until))
+        return UpdateOne({"_id": record.saga_id, "version": record.version}, _wake({}, until))
 
     def stuck(self, now: datetime, limit: int = 100) -> list[Document]:
         """Running sagas past their deadline, and flagged ones: what an operator looks at."""
@@ -210,9 +208,14 @@ class SagaStore:
         )
 
 
-def _wake(at: datetime | None) -> Document:
-    """The update that sets ``wake_at``, or unsets it (``None``: out of the sweeper's index)."""
-    return {"$set": {"wake_at": at}} if at is not None else {"$unset": {"wake_at": ""}}
+def _wake(update: Document, at: datetime | None) -> Document:
+    """``update`` that also sets ``wake_at``, or unsets it (``None``: out of the sweeper's
+    index)."""
+    if at is None:
+        update.setdefault("$unset", {})["wake_at"] = ""
+    else:
+        update.setdefault("$set", {})["wake_at"] = at
+    return update
 
 
 def saga_row(doc: Document) -> Document:
