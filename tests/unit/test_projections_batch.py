@@ -23,7 +23,6 @@ from readstore.verify import verify_projection
 from tests.readside import seed_fulfilment
 from tests.support import order_placed, place_order
 from tests.unit.test_rebuild import KINDS, dump
-from workers.runtime.settings import Settings
 from workers.subscribers.projections_batch import GroupCommit
 from workers.write.eventstore import EventStore
 
@@ -172,7 +171,7 @@ def submit_all(
 def test_events_waiting_during_a_flush_are_flushed_together():
     # Given a flush under way
     held = Held()
-    group = GroupCommit(held, flushes=1)
+    group = GroupCommit(held)
     _, first = submit_all(group, ["first"])
     while not held.batches:
         threading.Event().wait(0.01)
@@ -191,51 +190,10 @@ def test_events_waiting_during_a_flush_are_flushed_together():
     assert len(held.batches) == 2
 
 
-def test_a_second_flush_runs_beside_a_slow_one_and_the_rest_wait_for_either():
-    # Given two flushes allowed, and a first flush held up (a slow store reply)
-    held = Held()
-    group = GroupCommit(held, flushes=2)
-    _, first = submit_all(group, ["first"])
-    while not held.batches:
-        threading.Event().wait(0.01)
-
-    # When one event arrives, then three while the second flush may still be running
-    _, second = submit_all(group, ["second"])
-    for thread in second:
-        thread.join(5)
-    _, more = submit_all(group, ["a", "b", "c"])
-    for thread in more:
-        thread.join(5)
-
-    # Then the second flush did not wait for the first; nor did the three after it
-    assert held.batches[1] == ["second"]
-    assert sorted(e for batch in held.batches[2:] for e in batch) == ["a", "b", "c"]
-    assert all(not t.is_alive() for t in second + more)
-    assert all(t.is_alive() for t in first)
-    held.release.set()
-    for thread in first:
-        thread.join(5)
-    assert not first[0].is_alive()
-
-
-def test_the_settings_set_how_many_flushes_each_projection_runs_at_once():
-    # Given the projection actors, one flush at a time by default
-    from workers.subscribers import projections
-
-    assert {group.flushes for group in projections.GROUPS.values()} == {1}
-    # When a deployment asks for two
-    projections.configure(Settings(_env_file=None, projection_flushes=2))
-    try:
-        # Then every projection's group commit runs two
-        assert {group.flushes for group in projections.GROUPS.values()} == {2}
-    finally:
-        projections.configure(Settings(_env_file=None))
-
-
 def test_an_events_error_fails_only_its_own_message():
     # Given a flush under way, and a good and a bad event waiting behind it
     held = Held()
-    group = GroupCommit(held, flushes=1)
+    group = GroupCommit(held)
     _, first = submit_all(group, ["first"])
     while not held.batches:
         threading.Event().wait(0.01)

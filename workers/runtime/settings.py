@@ -75,10 +75,6 @@ class Settings(BaseSettings):
     rabbitmq_management_url: SecretStr | None = None
     #: ``sagaworks status`` fails when a projection lags by more than this many events.
     max_projection_lag: int = Field(default=1000, ge=0)
-    #: Flushes of one projection's batched writes that may run at once in a worker process:
-    #: 2 lets a second batch go while a slow store reply holds the first (more messages a
-    #: second on a slow store, smaller batches: more round trips per event).
-    projection_flushes: int = Field(default=1, ge=1, le=8)
 
     #: Snapshot every N events, by stream type (``{"sku": 50}``); unset types use the
     #: aggregate's ``SNAPSHOT_EVERY``. From the environment as JSON.

@@ -21,7 +21,6 @@ from readstore.orders import OrderSummaries
 from readstore.projection import Projection, is_releasing
 from workers.deadletters import parking
 from workers.runtime.broker import message_actor
-from workers.runtime.settings import Settings
 from workers.subscribers.projections_batch import GroupCommit
 from workers.write.outbox import subscribe
 
@@ -29,20 +28,12 @@ log = structlog.get_logger("sagaworks.projections")
 
 #: Every projection by name, with the actor that feeds it.
 PROJECTIONS: dict[str, tuple[type[Projection], dramatiq.Actor[Any, Any]]] = {}
-#: Each projection's group commit in this process.
-GROUPS: dict[str, GroupCommit] = {}
-
-
-def configure(settings: Settings) -> None:
-    """How many flushes of one projection may run at once in this process."""
-    for group in GROUPS.values():
-        group.flushes = settings.projection_flushes
 
 
 def projection_actor(projection: type[Projection]) -> dramatiq.Actor[Any, Any]:
     """Declare ``project_<name>`` on queue ``projections.<name>`` and subscribe it."""
 
-    group = GROUPS[projection.name] = GroupCommit(lambda events: projection().apply_batch(events))
+    group = GroupCommit(lambda events: projection().apply_batch(events))
 
     def apply(message: Message) -> None:
         if not isinstance(message, Event):
