@@ -97,7 +97,8 @@ COUNTED = (
 
 
 def _settle(ledger: Ledger, deadline_seconds: float) -> None:
-    """Until what the orders caused has run: quiet for a second, and any step deadline held
+    """Until what the orders caused has run: quiet for a second (the sweeper's polls aside,
+    which never stop), and any step deadline held
     as a delayed message (older designs) has come due and been handled, if it is due within
     a minute (a longer deadline's re-enqueue and delivery are left uncounted)."""
     held = any(name.startswith("(delayed") for name, _ in ledger.snapshot())
@@ -106,8 +107,7 @@ def _settle(ledger: Ledger, deadline_seconds: float) -> None:
     last = -1
     while True:
         time.sleep(1.0)
-        now = ledger.totals()
-        seen = now.deliveries + now.round_trips + now.publishes
+        seen = ledger.activity()
         if seen == last and time.monotonic() >= until:
             return
         last = seen

@@ -19,10 +19,11 @@ from typing import Any
 from dramatiq.middleware import Middleware
 from pymongo import monitoring
 
-try:  # the pipelined confirms, where this version of the project has them
+try:  # the pipelined confirms and the periodic tasks, where this version has them
     from workers.runtime import confirms as _confirms
+    from workers.runtime import periodic as _periodic
 except ImportError:  # pragma: no cover -- measuring an older commit
-    _confirms = None  # type: ignore[assignment]  # the module is optional here
+    _confirms = _periodic = None  # type: ignore[assignment]  # optional here
 
 
 @dataclass
@@ -114,6 +115,18 @@ class Ledger(Middleware):
                 for name in vars(total):
                     setattr(total, name, getattr(total, name) + getattr(step, name))
         return total
+
+    def activity(self) -> int:
+        """Deliveries, publishes and round trips so far, leaving out the periodic tasks'
+        threads: they poll on a clock, so they never fall quiet."""
+        tasks = _periodic.TASKS if _periodic else {}
+        pollers = {f"({name.split('-')[0]} thread)" for name in tasks}
+        with self._lock:
+            return sum(
+                step.deliveries + step.publishes + step.round_trips
+                for name, step in self.steps.items()
+                if name not in pollers
+            )
 
     def handled(self) -> Step:
         """The totals over the steps that are messages handled (worker threads)."""
