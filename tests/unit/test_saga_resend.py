@@ -29,7 +29,7 @@ def lost_marks(monkeypatch, stub_broker, settings):
     """The saga on; what it sends is recorded, and its "sent" marks are never written."""
     sagas.configure(settings.model_copy(update={"fulfilment_saga": True}))
     monkeypatch.setattr(sagas, "send", lambda _: None)
-    monkeypatch.setattr(sagas.WRITE_BEHIND, "add", lambda *_: None)
+    monkeypatch.setattr(sagas.WRITE_BEHIND, "mark_sent", lambda *_: None)
 
 
 def sweep(store: SagaStore, at: datetime) -> tuple[list[Message], list[Message]]:
@@ -76,7 +76,7 @@ def test_cancelled_saga_whose_first_mark_was_lost_is_finished_after_a_sweep(
     # steps' marks written: their own messages forgotten, the lost one still pending)
     placed = order_placed(place_order(uuid.uuid4(), ("A", 1, "5.00")))
     sagas.run_saga(placed)
-    monkeypatch.delattr(sagas.WRITE_BEHIND, "add")  # the marks are written from now on
+    monkeypatch.delattr(sagas.WRITE_BEHIND, "mark_sent")  # the marks are written from now on
     cancelled = OrderCancelled(
         order_id=placed.order_id,
         customer_id=placed.customer_id,

@@ -1,11 +1,13 @@
 """The saga actor: run each message through its saga (``sagas.runner``) on MongoDB and the broker.
 
 A saga's next step in this process starts from the record it saved last (``sagas.cache``).
-The messages a step produces are saved with the state, then sent, then forgotten one by one
-(written behind: a lost "forget" only means they are sent again, and their handlers take
-them once). Step deadlines are not messages held in RabbitMQ: they are the saga's indexed
-``wake_at``, and the deadline sweeper (``workers.subscribers.deadlines``) sends the saga its
-``StepDeadlinePassed`` when one has come.
+The messages a step produces are saved with the state, then sent, then forgotten (written
+behind, and held a moment so that the marks of a saga's next steps join them: a saga whose
+steps follow closely forgets what it sent in one write; a lost "forget" only means they are
+sent again, and their handlers take them once). Step deadlines are not messages held in
+RabbitMQ: they are the saga's indexed ``wake_at``, and the deadline sweeper
+(``workers.subscribers.deadlines``) sends the saga its ``StepDeadlinePassed`` when one has
+come.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ log = structlog.get_logger("sagaworks.sagas")
 _settings: Settings | None = None
 #: The sagas this process saved last: a saga's next step starts from its copy (``sagas.cache``).
 CACHE = RecordCache()
+#: The longest a saga's "sent" marks wait for the marks of its next step (``mark_hold``).
+MARK_HOLD_SECONDS = 5.0
 
 
 def configure(settings: Settings) -> None:
@@ -72,12 +76,18 @@ def step_seconds() -> float:
     return settings().saga_step_deadline_seconds
 
 
+def mark_hold() -> float:
+    """How long a saga's "sent" marks wait for its next step's: well inside the step deadline
+    (the sweeper re-sends what is still pending then, and a finished saga's after one)."""
+    return min(MARK_HOLD_SECONDS, step_seconds() / 8)
+
+
 def run_saga(message: Message, store: SagaStore | None = None) -> str:
     """Apply ``message`` to its saga; what became of it (a status, or why nothing happened)."""
     store = store or SagaStore(get_database(), resend_after=timedelta(seconds=step_seconds()))
 
     def forget(saga_id: str, message_ids: list[str]) -> None:
-        WRITE_BEHIND.add(store.collection, store.sent(saga_id, message_ids))
+        WRITE_BEHIND.mark_sent(store.collection, saga_id, message_ids, store.sent, mark_hold())
 
     database = store.collection.database
     scope = (id(database.client), database.name, store.collection.name)
