@@ -23,6 +23,7 @@ from workers.runtime.logs import configure_logging
 from workers.runtime.settings import Settings
 from workers.write import outbox, snapshots
 from workers.write.eventstore import EventStore
+from workers.write.writebehind import WRITE_BEHIND
 
 log = structlog.get_logger("sagaworks.runtime")
 
@@ -84,6 +85,7 @@ class Runtime:
     embedded: EmbeddedMongo | None = field(default=None)
 
     def close(self) -> None:
+        WRITE_BEHIND.flush()  # held marks, while the store is still there
         self.broker.close()
         if self.embedded is not None:
             self.embedded.stop()

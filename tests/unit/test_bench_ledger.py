@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import threading
+import uuid
 
+from pymongo import MongoClient, UpdateOne
+
+from readstore.db import Document
 from workers.runtime import periodic
 from workers.workloads.instruments import Ledger
 
@@ -27,3 +31,22 @@ def test_a_periodic_tasks_polls_do_not_count_as_activity() -> None:
         assert ledger.totals().round_trips == 2  # still counted, only not waited on
     finally:
         periodic.unregister("saga-deadlines")
+
+
+def test_documents_written_are_counted_apart_from_round_trips(mongo_url: str) -> None:
+    """A bulk write is one round trip, but the store does each document's work: the bench
+    counts both."""
+    ledger = Ledger()
+    client: MongoClient[Document] = MongoClient(
+        mongo_url, event_listeners=[ledger.store_listener()]
+    )
+    collection = client[f"test_{uuid.uuid4().hex[:16]}"].marks
+    try:
+        collection.insert_many([{"_id": 1}, {"_id": 2}])
+        collection.bulk_write([UpdateOne({"_id": i}, {"$set": {"x": i}}) for i in (1, 2, 3)])
+        collection.delete_many({})
+        total = ledger.totals()
+        assert (total.round_trips, total.writes) == (3, 6)
+    finally:
+        client.drop_database(collection.database.name)
+        client.close()

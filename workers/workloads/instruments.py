@@ -30,6 +30,9 @@ except ImportError:  # pragma: no cover -- measuring an older commit
 class Step:
     deliveries: int = 0
     round_trips: int = 0
+    #: Documents written: each update or delete statement, each document inserted (a bulk
+    #: write is one round trip, but the store does each document's work).
+    writes: int = 0
     publishes: int = 0
     store_seconds: float = 0.0
     broker_seconds: float = 0.0
@@ -139,12 +142,19 @@ class Ledger(Middleware):
         return total
 
 
+#: Where a write command lists what it writes, one document each.
+WRITTEN = {"update": "updates", "delete": "deletes", "insert": "documents"}
+
+
 class _StoreListener(monitoring.CommandListener):
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.ledger.add(self.ledger.step(), round_trips=1)
+        writes = len(event.command.get(WRITTEN.get(event.command_name, ""), ()))
+        if event.command_name == "findAndModify":
+            writes = 1
+        self.ledger.add(self.ledger.step(), round_trips=1, writes=writes)
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         self.ledger.add(self.ledger.step(), store_seconds=event.duration_micros / 1e6)
@@ -171,6 +181,7 @@ def table(ledger: Ledger, orders: int) -> list[dict[str, Any]]:
                 "step": name,
                 "deliveries": round(step.deliveries / orders, 2),
                 "round_trips": round(step.round_trips / orders, 2),
+                "writes": round(step.writes / orders, 2),
                 "publishes": round(step.publishes / orders, 2),
                 "confirm_waits_per_delivery": waits,
                 "store_ms": round(step.store_seconds * 1000 / orders, 2),
@@ -180,19 +191,20 @@ def table(ledger: Ledger, orders: int) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (-r["round_trips"], r["step"]))
 
 
-COLUMNS = ("deliveries", "round_trips", "publishes", "confirm_waits_per_delivery")
+COLUMNS = ("deliveries", "round_trips", "writes", "publishes", "confirm_waits_per_delivery")
 
 
 def render(rows: list[dict[str, Any]]) -> list[str]:
     """The step table as Markdown, per confirmed order, with a total row."""
     lines = [
-        "| step (message -> actor) | deliveries | store round trips | publishes "
-        "| confirm waits per delivery | store ms | broker ms |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| step (message -> actor) | deliveries | store round trips | documents written "
+        "| publishes | confirm waits per delivery | store ms | broker ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         cells = [row["step"], *(row[c] for c in COLUMNS), row["store_ms"], row["broker_ms"]]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    totals = [round(sum(r[c] for r in rows), 1) for c in ("deliveries", "round_trips", "publishes")]
-    lines.append(f"| **total** | {totals[0]} | {totals[1]} | {totals[2]} | | | |")
+    summed = ("deliveries", "round_trips", "writes", "publishes")
+    totals = [round(sum(r[c] for r in rows), 1) for c in summed]
+    lines.append("| **total** | " + " | ".join(map(str, totals)) + " | | | |")
     return lines
