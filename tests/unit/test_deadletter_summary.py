@@ -379,3 +379,47 @@ def test_entries_an_earlier_replay_left_replaying_are_settled(
     assert {d["state"] for d in store.entries.find()} == {"replayed"}
     for state in (DEAD, "replaying", "replayed"):
         assert as_compared(store.groups(state)) == as_compared(store.aggregated_groups(state))
+
+
+@pytest.mark.parametrize("selection", [False, True], ids=["by id", "by group"])
+def test_replay_killed_between_its_claim_and_the_count_is_counted_once_settled(
+    database: Database[Document], monkeypatch: pytest.MonkeyPatch, selection: bool
+) -> None:
+    # Given 12 dead letters and a replay that dies right after it claimed its first batch,
+    # before the summary counted the claim
+    store, ids = seeded(database, 12, "k.orders.commands")
+    sender = JournalledSender()
+
+    @contextmanager
+    def journalled(_: Any) -> Iterator[JournalledSender]:
+        yield sender
+
+    monkeypatch.setattr(replaying, "publisher", journalled)
+    counted = store.summary.moved
+
+    def dies(before: Any, state: Any, **kwargs: Any) -> None:
+        if state == "replayed":
+            raise Crash
+        counted(before, state, **kwargs)
+
+    monkeypatch.setattr(store.summary, "moved", dies)
+    group = (store.entries.find_one({"_id": ids[0]}) or {})["group"]
+
+    def first() -> object:
+        if selection:
+            chosen = Selector(group=group)
+            return replaying.replay_selected(
+                chosen, "ops", broker=StubBroker(), store=store, batch=8, lease=0.2
+            )
+        return replaying.replay(ids, "ops", broker=StubBroker(), store=store, batch=8, lease=0.2)
+
+    with pytest.raises(Crash):
+        first()
+    time.sleep(0.3)
+    monkeypatch.setattr(store.summary, "moved", counted)
+    # When the next replay settles what the first left, and replays the rest
+    replaying.replay(ids, "ops", broker=StubBroker(), store=store)
+    # Then every message was sent once, and the summary equals the entries in every state
+    assert sorted(sender.sent) == sorted(ids)
+    for state in (DEAD, "replayed"):
+        assert as_compared(store.groups(state)) == as_compared(store.aggregated_groups(state))

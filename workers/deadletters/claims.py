@@ -78,15 +78,23 @@ def claim_range(store: DeadLetterStore, where: Selector, claim: Claim) -> Claim:
     query, _ = replace(where, state=DEAD).split()
     store.entries.update_many(query, claiming(claim))
     taken = owned(store.read_range(replace(where, state=REPLAYED), REPLAY_FIELDS), claim.token)
-    store.summary.moved({i: {**d, "state": str(DEAD)} for i, d in taken.items()}, REPLAYED)
+    _count(store, claim.token, taken)
     return replace(claim, entries=taken)
+
+
+def _count(store: DeadLetterStore, token: str, taken: dict[str, Document]) -> None:
+    """Count the entries batch ``token`` claimed (dead -> replayed), once whoever asks: the
+    claim itself, or the replay that settles it after it was killed before counting."""
+    store.summary.moved(
+        {i: {**d, "state": str(DEAD)} for i, d in taken.items()}, REPLAYED, once=token
+    )
 
 
 def claim_ids(store: DeadLetterStore, seen: dict[str, Document], claim: Claim) -> Claim:
     """Claim the entries of ``seen`` that are still dead, one conditional update each."""
     dead = {i: doc for i, doc in seen.items() if doc.get("state") == DEAD}
     _open(store, claim, {"ids": list(dead)})
-    taken = move(store, dead, REPLAYED, claiming(claim))
+    taken = move(store, dead, REPLAYED, claiming(claim), once=claim.token)
     found: dict[str, Document] = {}
     for chunk in chunks(taken):
         found |= owned(store.entries.find({"_id": {"$in": chunk}}, REPLAY_FIELDS), claim.token)
@@ -176,8 +184,9 @@ def _settle(store: DeadLetterStore, send: Publisher) -> dict[str, int]:
     sent = {b.token for b in markers}
     back = 0
     for doc in lapsed:
+        claim = Claim(doc["_id"], doc["by"], 0, _claimed(store, doc))
+        _count(store, claim.token, claim.entries)  # if it was killed before it counted them
         if doc["_id"] not in sent:
-            claim = Claim(doc["_id"], doc["by"], 0, _claimed(store, doc))
             back += release(store, claim, "replay journal", "interrupted before it was sent")
     close(store, [d["_id"] for d in lapsed if d["_id"] not in sent])
     found = {"batches_sent": close(store, sorted(sent))}

@@ -6,9 +6,11 @@ selection are read from it, never by aggregating the entries: with 100k entries 
 answers take milliseconds instead of seconds. Every change of the store moves the counts
 by exactly the entries a change moved (``transitions``): a change conditional on the state the
 caller saw counts only what it changed, so two operators acting on the same entries, or a
-replay settled by the next one, count each entry once. A process killed between an entry's
-change and its count leaves them apart; ``recount`` rebuilds them from the entries
-(``sagaworks dlq groups --recount``).
+replay settled by the next one, count each entry once. A replay's claim is counted under
+its batch's token, once per row (the row keeps the last tokens it counted): a replay killed
+between its claim and the count is counted when the next one settles the batch. For other
+changes, a process killed between an entry's change and its count leaves them apart;
+``recount`` rebuilds them from the entries (``sagaworks dlq groups --recount``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from pymongo.database import Database
 from readstore.db import Document
 
 COLLECTION = "dead_letter_groups"
+#: Claim tokens a row remembers having counted (a batch is settled within its lease).
+COUNTED_KEPT = 500
 
 
 @dataclass(frozen=True)
@@ -62,17 +66,25 @@ class Summary:
             seen[row_key] = _described(failure, seen.get(row_key))
         self._apply(moves, seen)
 
-    def moved(self, before: Mapping[str, Document], state: str | None) -> None:
-        """Entries ``before`` moved to ``state`` (``None``: deleted)."""
+    def moved(
+        self, before: Mapping[str, Document], state: str | None, *, once: str | None = None
+    ) -> None:
+        """Entries ``before`` moved to ``state`` (``None``: deleted); with ``once`` (a claim's
+        token), by each row only if it did not count that token yet."""
         moves: Counter[tuple[str, str, str]] = Counter()
         for doc in before.values():
             if doc.get("state") != state:
                 _uncount(moves, doc)
                 if state is not None:
                     moves[(doc["group"], doc["queue"], state)] += 1
-        self._apply(moves, {})
+        self._apply(moves, {}, once)
 
-    def _apply(self, moves: Counter[tuple[str, str, str]], seen: dict[str, dict[str, Any]]) -> None:
+    def _apply(
+        self,
+        moves: Counter[tuple[str, str, str]],
+        seen: dict[str, dict[str, Any]],
+        once: str | None = None,
+    ) -> None:
         incs: dict[str, dict[str, int]] = {}
         for (group, queue, state), n in moves.items():
             if n:
@@ -85,9 +97,12 @@ class Summary:
                 update["$set"] = described["set"]
                 update["$min"] = {"first_seen": described["first"]}
                 update["$max"] = {"last_seen": described["last"]}
-            ops.append(
-                UpdateOne({"_id": row_key}, {k: v for k, v in update.items() if v}, upsert=True)
-            )
+            update = {k: v for k, v in update.items() if v}
+            if once is None:
+                ops.append(UpdateOne({"_id": row_key}, update, upsert=True))
+                continue
+            update["$push"] = {"counted": {"$each": [once], "$slice": -COUNTED_KEPT}}
+            ops.append(UpdateOne({"_id": row_key, "counted": {"$ne": once}}, update))
         if ops:
             self.rows.bulk_write(ops, ordered=False)
 

@@ -57,10 +57,16 @@ def stamped(update: Document, token: str) -> Document:
 
 
 def move(
-    store: DeadLetterStore, seen: Mapping[str, Document], target: str, update: Document
+    store: DeadLetterStore,
+    seen: Mapping[str, Document],
+    target: str,
+    update: Document,
+    *,
+    once: str | None = None,
 ) -> list[str]:
     """Apply ``update`` (which moves to ``target``) to each entry of ``seen`` still as seen;
-    count exactly those in the summary; the ids moved."""
+    count exactly those in the summary (with ``once``, a claim's token: once per token); the
+    ids moved."""
     if not seen:
         return []
     token = uuid.uuid4().hex
@@ -75,7 +81,7 @@ def move(
         moved = {
             i: {**doc, "state": seen[i]["state"]} for i, doc in _stamped_by(store, seen, token)
         }
-    store.summary.moved(moved, target)
+    store.summary.moved(moved, target, once=once)
     return list(moved)
 
 
