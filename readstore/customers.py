@@ -11,6 +11,7 @@ whatever the customer's history, and the profile does not grow with it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -27,7 +28,7 @@ from readstore.follows import Follow, Place
 from readstore.linked import Linked, Totals
 from readstore.mongo import from_mongo, money
 from readstore.projection import Update
-from readstore.steps import MAYBE, Step
+from readstore.steps import Step
 
 CUSTOMERS = Follow("customer")
 ORDERS = Follow("order", "_order")
@@ -81,18 +82,15 @@ class CustomerProfiles(Linked):
         return isinstance(event, ENDS)
 
     def _drops(self, event: Event | None, where: Place) -> list[Step]:
-        """The order's row among the recent ones (if there) takes its final status first."""
+        """The order's row among the recent ones (if still there) takes its final status in
+        the write that drops the order's entry: one document written, not two."""
         drops = super()._drops(event, where)
-        if drops and isinstance(event, ENDS):
-            return [self._recent_status(event), *drops]
-        return drops
-
-    def _recent_status(self, event: OrderConfirmed | OrderCancelled) -> Step:
-        """The order's row among the recent ones takes its final status (if it is there)."""
+        if not isinstance(event, ENDS):
+            return drops
         status = "confirmed" if isinstance(event, OrderConfirmed) else "cancelled"
-        query = {"_id": str(event.customer_id), "recent_orders.order_id": str(event.order_id)}
-        update = {"$set": {"recent_orders.$.status": status}}
-        return Step(self.collection.name, query, update, MAYBE)
+        row = ({"row.order_id": str(event.order_id)},)
+        recent = {"recent_orders.$[row].status": status}
+        return [replace(s, update={**s.update, "$set": recent}, array_filters=row) for s in drops]
 
 
 def figures(event: Event) -> Update:

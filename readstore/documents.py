@@ -53,7 +53,8 @@ class FoldedDocuments:
 
     def run(self, steps: Sequence[Step]) -> bool:
         for step in steps:
-            done = self.memory[step.collection].step(step.query, step.update, step.kind)
+            collection = self.memory[step.collection]
+            done = collection.step(step.query, step.update, step.kind, step.array_filters)
             if not done and step.kind != MAYBE:
                 return False
         return True

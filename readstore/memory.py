@@ -3,14 +3,15 @@
 A rebuild folds the event log here through the projection's own apply code, then writes the
 result in bulk: live application and rebuild share one algorithm. Only what projections use
 is understood: equality (also of a field of an array's elements), ``$exists``, ``$lt`` and
-``$or`` filters; ``$set`` (with the positional ``$``), ``$unset``, ``$inc``, ``$max``, and
+``$or`` filters; ``$set`` (with the positional ``$``, and ``$[name]`` with array filters of
+equalities), ``$unset``, ``$inc``, ``$max``, and
 ``$push`` with ``$each``, ``$sort``, ``$slice``. Values are normalised as BSON stores them
 (datetimes to milliseconds).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from operator import itemgetter
@@ -129,26 +130,55 @@ def _push(old: Any, value: Any) -> list[Any]:
     return items
 
 
+def _filtered(path: str, filters: Sequence[Mapping[str, Any]], doc: Document) -> list[str]:
+    """``path`` for each array element its ``$[name]`` filter picks (none: no element)."""
+    if ".$[" not in path:
+        return [path]
+    array, _, rest = path.partition(".$[")
+    name, _, leaf = rest.partition("].")
+    wanted = {
+        key.removeprefix(f"{name}."): want
+        for each in filters
+        for key, want in each.items()
+        if key.startswith(f"{name}.")
+    }
+    elements = _get(doc, array)
+    return [
+        f"{array}.{i}.{leaf}"
+        for i, element in enumerate(elements if isinstance(elements, list) else [])
+        if isinstance(element, Mapping) and matches(element, wanted)
+    ]
+
+
 def apply_update(
-    doc: Document, update: Mapping[str, Mapping[str, Any]], query: Mapping[str, Any] = {}
+    doc: Document,
+    update: Mapping[str, Mapping[str, Any]],
+    query: Mapping[str, Any] = {},
+    array_filters: Sequence[Mapping[str, Any]] = (),
 ) -> None:
-    """Apply MongoDB update operators to ``doc`` in place (``query``: what matched it)."""
+    """Apply MongoDB update operators to ``doc`` in place (``query``: what matched it;
+    ``array_filters``: those of its ``$[name]`` paths)."""
     for operator, fields in update.items():
-        for path, value in fields.items():
-            parent, leaf = _parent(doc, _positional(path, query, doc))
-            old = parent.get(leaf, _MISSING)
-            if operator == "$set":
-                parent[leaf] = _stored(value)
-            elif operator == "$unset":
-                parent.pop(leaf, None)
-            elif operator == "$inc":
-                parent[leaf] = value if old is _MISSING else _plus(old, value)
-            elif operator == "$max":
-                parent[leaf] = _stored(value) if old is _MISSING else max(old, _stored(value))
-            elif operator == "$push":
-                parent[leaf] = _push(old, value)
-            else:
-                raise NotImplementedError(f"{operator} is not folded in memory")
+        for given, value in fields.items():
+            for path in _filtered(_positional(given, query, doc), array_filters, doc):
+                _apply_one(doc, operator, path, value)
+
+
+def _apply_one(doc: Document, operator: str, path: str, value: Any) -> None:
+    parent, leaf = _parent(doc, path)
+    old = parent.get(leaf, _MISSING)
+    if operator == "$set":
+        parent[leaf] = _stored(value)
+    elif operator == "$unset":
+        parent.pop(leaf, None)
+    elif operator == "$inc":
+        parent[leaf] = value if old is _MISSING else _plus(old, value)
+    elif operator == "$max":
+        parent[leaf] = _stored(value) if old is _MISSING else max(old, _stored(value))
+    elif operator == "$push":
+        parent[leaf] = _push(old, value)
+    else:
+        raise NotImplementedError(f"{operator} is not folded in memory")
 
 
 class MemoryCollection:
@@ -158,15 +188,27 @@ class MemoryCollection:
         self.name = name
         self.docs: dict[Any, Document] = {}
 
-    def step(self, query: Mapping[str, Any], update: Any, kind: str) -> bool:
+    def step(
+        self,
+        query: Mapping[str, Any],
+        update: Any,
+        kind: str,
+        array_filters: Sequence[Mapping[str, Any]] = (),
+    ) -> bool:
         """Like a step of ``readstore.steps``: whether it matched (or, creating, inserted)."""
-        return self.update(query, update, upsert=kind == "create")
+        return self.update(query, update, upsert=kind == "create", array_filters=array_filters)
 
-    def update(self, query: Mapping[str, Any], update: Any, upsert: bool) -> bool:
+    def update(
+        self,
+        query: Mapping[str, Any],
+        update: Any,
+        upsert: bool,
+        array_filters: Sequence[Mapping[str, Any]] = (),
+    ) -> bool:
         """Like ``update_one``: whether a document was changed or inserted."""
         doc = self.docs.get(query["_id"])
         if doc is not None and matches(doc, query, skip="_id"):
-            apply_update(doc, update, query)
+            apply_update(doc, update, query, array_filters)
             return True
         if doc is not None or not upsert:
             return False  # an upsert that meets an existing _id is a duplicate key

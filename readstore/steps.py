@@ -17,7 +17,7 @@ reading anything. The caller resumes the bulk at the next event's first step.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -47,14 +47,18 @@ class Step:
     kind: Kind = REQUIRE
     #: Sort key within a bulk (a stream's steps in version order); not part of the write.
     order: tuple[str, int] = field(default=("", 0), compare=False)
+    #: The filters of the update's ``$[name]`` paths (``{"name.field": value}``), if any.
+    array_filters: tuple[dict[str, Any], ...] = ()
 
     def operation(self) -> UpdateOne:
+        filters: list[Mapping[str, Any]] | None = list(self.array_filters) or None
         if self.kind == MAYBE:
-            return UpdateOne(self.query, self.update)
+            return UpdateOne(self.query, self.update, array_filters=filters)
         if self.kind == CREATE:
-            return UpdateOne(self.query, self.update, upsert=True)
+            return UpdateOne(self.query, self.update, upsert=True, array_filters=filters)
         insert = {**self.update.get("$setOnInsert", {}), "_id": _NEVER}
-        return UpdateOne(self.query, {**self.update, "$setOnInsert": insert}, upsert=True)
+        update = {**self.update, "$setOnInsert": insert}
+        return UpdateOne(self.query, update, upsert=True, array_filters=filters)
 
 
 def run_steps(collection: Collection[Document], groups: Sequence[Sequence[Step]]) -> set[int]:

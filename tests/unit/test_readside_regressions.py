@@ -338,3 +338,63 @@ def test_a_profile_read_with_an_orders_token_sees_that_order(database):
     assert before.stale and not_yet.stale
     assert not after_placed.stale and after_placed.value.orders_placed == 1
     assert not after_confirmed.stale and after_confirmed.value.orders_confirmed == 1
+
+
+class Writes(monitoring.CommandListener):
+    """Documents written per collection (each update statement of a bulk write is one)."""
+
+    def __init__(self) -> None:
+        self.by_collection: dict[str, int] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "update":
+            name = event.command["update"]
+            written = len(event.command.get("updates", ()))
+            self.by_collection[name] = self.by_collection.get(name, 0) + written
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.mark.parametrize("fate", ["confirmed", "cancelled"])
+def test_an_orders_last_event_gives_its_recent_row_its_status_in_the_entrys_write(
+    mongo_url: str, database: Any, fate: str
+) -> None:
+    # Given a customer's order placed and applied to the profile, and its end in the store
+    streams = Streams(EventStore(database))
+    customer_id = uuid.uuid4()
+    fulfil(streams, customer_id, fate, random.Random(11))
+    order = next(s for s in streams.versions if s.startswith("order-"))
+    placed, *rest = read_stream(database, order)
+    CustomerProfiles(database).apply(placed)
+    # When the order's last event is applied
+    writes = Writes()
+    client: MongoClient[Any] = MongoClient(
+        mongo_url, tz_aware=True, uuidRepresentation="standard", event_listeners=[writes]
+    )
+    profiles = CustomerProfiles(client[database.name])
+    for event in rest:
+        assert profiles.apply(event)
+    client.close()
+    # Then its row among the recent orders says how it ended, and its entry is dropped, in
+    # one write with the total and one with the order's position: three documents written
+    profile = database.customer_profile.find_one({"_id": str(customer_id)})
+    assert [row["status"] for row in profile["recent_orders"]] == [fate]
+    assert profile["_open"] == {}
+    assert writes.by_collection == {"customer_profile": 3}
+    # and a rebuild builds the same profile
+    rebuilt = client_rebuilt(mongo_url, database.name, CustomerProfiles)
+    assert rebuilt.customer_profile.find_one({"_id": str(customer_id)}) == profile
+
+
+def client_rebuilt(mongo_url: str, name: str, kind: type[Projection]) -> Any:
+    """The database ``name`` after ``kind`` was rebuilt there from the log."""
+    Rebuild(
+        MongoClient(mongo_url, tz_aware=True, uuidRepresentation="standard")[name],
+        kind,
+        settle_seconds=0,
+    ).run()
+    return MongoClient(mongo_url, tz_aware=True, uuidRepresentation="standard")[name]
