@@ -181,3 +181,19 @@ def test_relay_pages_read_every_commit_once_across_instants_shared_by_many(
     assert sorted(ids) == [f"c{i:02d}" for i in range(11) if i != 3] and len(set(ids)) == len(ids)
     examined = [e for _, e in pages if e is not None]
     assert examined == sorted(examined) and examined[-1] == instants[-1]
+
+
+def test_a_command_delivered_again_sends_its_commits_events_again(
+    stub_broker: StubBroker, database: Database[Document], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a command committed and sent, its receipt written
+    customer = register_customer()
+    first = committed(customer, monkeypatch, sent=True)
+    # When the same command is delivered again (as after a crash between commit and send)
+    resent: list[str] = []
+    real = commands.dispatch
+    monkeypatch.setattr(commands, "dispatch", lambda c, s: (resent.append(c.id), real(c, s)))
+    result = commands.execute(customer, EventStore())
+    # Then it commits nothing new and sends the commit's events again, receipt or not
+    assert result.duplicate and resent == [first]
+    assert database["commits"].count_documents({}) == 1
