@@ -127,17 +127,18 @@ class Relay:
         """Dispatch every overdue commit; the number dispatched."""
         WRITE_BEHIND.flush()
         database = self.store.database
-        mark = receipts.watermark(database)
+        start = mark = receipts.watermark(database)
         cutoff = datetime.now(UTC) - self.grace
         sent = 0
-        for page, examined in receipts.past(database, mark, cutoff, self.batch):
+        for page, examined in receipts.past(database, start, cutoff, self.batch):
             if page:
                 due = receipts.unreceipted(page, database, page[-1][1] + self.grace)
                 sent += self._resend([i for i, _ in due])
             if examined is not None:
                 receipts.advance(database, examined)
                 mark = max(mark, examined)
-        receipts.forget(database, mark)
+        if mark > start:  # an idle pass deletes nothing new
+            receipts.forget(database, mark)
         if sent:
             log.warning("relay.redispatched", commits=sent)
         return sent
