@@ -31,6 +31,7 @@ class Commit:
     events: tuple[Event, ...]
     command_id: str | None
     committed_at: datetime
+    #: Marked sent by a release before dispatch receipts (``False`` on every newer commit).
     dispatched: bool
 
     @classmethod

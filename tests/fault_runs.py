@@ -24,6 +24,7 @@ from workers.deadletters.store import DEAD
 from workers.ops.invariants import check_fulfilment
 from workers.ops.verify import verify_read_models
 from workers.workloads.demo import CATALOG, random_order
+from workers.write.eventstore import EventStore
 
 
 # -- the workload ----------------------------------------------------------------------------
@@ -105,11 +106,12 @@ def run_batch(stack: Stack, workload: Workload, fault: Fault, orders: int, rate:
 
 
 def settled(database: Database[Document], timeout: float = 60.0) -> bool:
-    """Until every commit is dispatched and every read model agrees with the log, bounded:
-    the projections may trail the sagas by a moment (what is left is reported, not waited)."""
+    """Until every commit is receipted or re-sent (nothing undispatched past the relay's
+    watermark) and every read model agrees with the log, bounded: the projections may trail
+    the sagas by a moment (what is left is reported, not waited)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        undispatched = database["commits"].count_documents({"dispatched": False})
+        undispatched = EventStore(database).count_undispatched()
         if not undispatched and verify_read_models(database).consistent:
             return True
         time.sleep(0.5)

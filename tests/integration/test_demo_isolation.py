@@ -20,6 +20,7 @@ from tests.support import register_customer, settle
 from workers.publishing import publish
 from workers.runtime.broker import BASE_QUEUES
 from workers.runtime.settings import Settings
+from workers.write.writebehind import WRITE_BEHIND
 
 SAGAWORKS = str(Path(sys.executable).parent / "sagaworks")
 
@@ -51,6 +52,7 @@ def test_demo_beside_a_live_worker_on_the_same_settings_leaves_the_deployment_un
     # Given a live deployment: a worker consuming its queues, and data in its database
     publish(register_customer()).wait(10)
     settle(rabbitmq_broker, rabbitmq_worker)
+    WRITE_BEHIND.flush()  # the dispatch receipt too
     queues_before, data_before = queues_and_consumers(settings.queue_prefix), contents(database)
     assert all(queues_before.values())
 

@@ -70,7 +70,7 @@ def test_write_behind_mark_waits_for_the_confirms(monkeypatch):
     # Given the write-behind's batch, and a block with a publish awaiting its confirm
     added: list[UpdateOne] = []
     monkeypatch.setattr(writebehind.WRITE_BEHIND, "_add", lambda _c, u: added.append(u))
-    mark = UpdateOne({"_id": "c"}, {"$set": {"dispatched": True}})
+    mark = UpdateOne({"_id": "c"}, {"$set": {"sent": True}})
 
     with confirms.pipelined(FakeChannel) as pipeline:  # type: ignore[arg-type]
         pipeline.publish("x", "k", b"{}", None)

@@ -25,6 +25,7 @@ from readstore.lease import acquire
 from tests.support import place_order, register_customer
 from workers.runtime.settings import Settings
 from workers.testing import TestService
+from workers.write.writebehind import WRITE_BEHIND
 
 LOGICAL = {"$or", "$nor", "$and", "$expr"}
 WRITES = {"update": ("updates", "q"), "delete": ("deletes", "q")}
@@ -97,3 +98,24 @@ def test_orders_end_to_end_write_documents_by_id_alone(
     # Then no write paired ``_id`` with a logical operator
     assert filters.seen, "the listener saw no writes"
     assert filters.point_writes_with_logic() == set()
+
+
+def test_a_command_dispatched_writes_a_receipt_and_no_update_to_its_commit(
+    watched: tuple[Filters, Database[Document]],
+) -> None:
+    filters, database = watched
+    # Given the service
+    settings = Settings(_env_file=None)
+    with TestService(settings, database) as service:
+        service.send(AddStock(sku="SKU-1", quantity=50))
+        customer = register_customer()
+        service.send(customer)
+        # When an order goes through the saga to the end, and the batched bookkeeping is written
+        service.send(place_order(customer.customer_id))
+        WRITE_BEHIND.flush()
+    # Then no commit was updated once inserted, and every commit is named by a receipt
+    updates = [(name, c) for name, c, _ in filters.seen if c == "commits"]
+    assert updates == []
+    committed = {doc["_id"] for doc in database["commits"].find({}, {"_id": 1})}
+    receipted = {c for r in database["outbox_receipts"].find() for c in r["commits"]}
+    assert len(committed) > 3 and committed <= receipted

@@ -20,6 +20,8 @@ from readstore.db import Document
 from sagas.fulfilment import start
 from sagas.store import SagaRecord, SagaStore
 from tests.support import order_placed, place_order
+from workers.write import receipts
+from workers.write.eventstore import EventStore
 
 
 def stages(plan: dict[str, Any]) -> Iterator[str]:
@@ -71,3 +73,27 @@ def test_a_saga_without_a_deadline_carries_no_wake_at(database: Database[Documen
     # Then the field is gone, not null: a null is indexed, and the sweeper reads past it
     doc = store.collection.find_one({"_id": record.saga_id})
     assert doc is not None and "wake_at" not in doc
+
+
+def test_the_relays_queries_read_their_indexes(database: Database[Document]) -> None:
+    # Given the event store's indexes, commits stored before receipts (some dispatched), a
+    # parked one, and receipts
+    EventStore(database).ensure_indexes()
+    now = datetime.now(UTC)
+    database["commits"].insert_many(
+        {"_id": f"s-{i}@1", "dispatched": i % 2 == 0, "committed_at": now - timedelta(seconds=i)}
+        for i in range(20)
+    )
+    database["commits"].update_one({"_id": "s-1@1"}, {"$set": {"parked": {"at": now}}})
+    receipts.receipts(database).insert_one(receipts.receipt(["s-3@1"]))
+    # When the relay reads commits past its watermark, first and after a full page, and receipts
+    past = database["commits"].find(receipts.range_query({"$gt": receipts.BEGINNING}, now))
+    tied = database["commits"].find(receipts.range_query({"$gte": now}, now))
+    named = receipts.receipts(database).find({"at": {"$gt": now - timedelta(minutes=1)}})
+    # Then each plan is an index scan
+    for cursor in (past.sort("committed_at", 1).limit(500), tied.sort("committed_at", 1), named):
+        plan = winning(cursor)
+        assert "COLLSCAN" not in plan and "IXSCAN" in plan, plan
+    # And the relay finds the undispatched, unparked, unreceipted ones, oldest first
+    pending = [c for c, _ in receipts.pending(database, now)]
+    assert pending == [f"s-{i}@1" for i in (19, 17, 15, 13, 11, 9, 7, 5)]

@@ -8,7 +8,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from pymongo import MongoClient, UpdateOne
+from pymongo.database import Database
 
+from readstore.db import Document
+from workers.write import receipts
 from workers.write.writebehind import WriteBehind
 
 
@@ -59,3 +62,24 @@ def test_a_batch_that_fails_does_not_drop_the_other_collections_batches(mongo_ur
     # Then the failed batch is reported and the other one is written all the same
     assert written == 1
     assert database.marks.find_one({"_id": 2}) == {"_id": 2, "x": 2}
+
+
+def test_commits_dispatched_between_flushes_share_one_receipt_per_database(
+    database: Database[Document],
+) -> None:
+    # Given commits of two databases dispatched between two flushes
+    behind = WriteBehind(interval=3600)
+    other = database.client[f"{database.name}_b"]
+    for name in ("a@1", "b@1", "c@1"):
+        behind.gather(receipts.receipts(database), name, receipts.receipt)
+    behind.gather(receipts.receipts(other), "d@1", receipts.receipt)
+
+    # When the batch is written
+    try:
+        behind.flush()
+        found = [list(receipts.receipts(db).find()) for db in (database, other)]
+    finally:
+        database.client.drop_database(other.name)
+
+    # Then each database got one receipt naming its commits, in the order sent
+    assert [[r["commits"] for r in rs] for rs in found] == [[["a@1", "b@1", "c@1"]], [["d@1"]]]

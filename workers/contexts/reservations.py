@@ -194,7 +194,8 @@ class Inventory:
         commits: list[Commit] | None = None,
         held: set[str] | None = None,
     ) -> str:
-        """Bring the SKUs in line with a decided reservation; re-send what is undispatched."""
+        """Bring the SKUs in line with a decided reservation; re-send its commits (consumers
+        drop what they have seen)."""
         for commit in commits if commits is not None else self._reservation_commits:
             if not commit.dispatched:
                 self.publish(commit, self.store)

@@ -3,8 +3,9 @@
 Queue depths come from RabbitMQ: the ready counts from a passive ``queue_declare`` (a queue
 no worker has declared yet is *missing*, which needs attention), the unacknowledged counts
 from the management API (``None``, shown as unknown with a one-line note, when it is not
-reachable: the plugin is optional). Commits left undispatched past the relay's grace mean the
-relay is down or stuck: that needs attention, naming the oldest.
+reachable: the plugin is optional). Commits left undispatched past the relay's grace (past its
+watermark, and named by no dispatch receipt) mean the relay is down or stuck: that needs
+attention, naming the oldest.
 
 Projection lag is *events committed but not yet applied*, measured without a counter on the
 hot path as: the projection queue's ready + unacknowledged messages, plus its
@@ -31,6 +32,7 @@ from sagas.fulfilment import TERMINAL
 from sagas.store import SagaStore
 from workers.ops.queues import QueueFigures, management_url, queue_counts, queue_figures
 from workers.runtime.settings import Settings
+from workers.write import receipts
 from workers.write.eventstore import EventStore
 
 SAGAS = "sagas"
@@ -72,17 +74,14 @@ def stale_commit(
     """The oldest commit still undispatched well past the relay's grace (relay down or stuck)."""
     allowance = settings.relay_grace_seconds + 5 * settings.relay_interval_seconds
     cutoff = (now or datetime.now(UTC)) - timedelta(seconds=allowance)
-    doc = database["commits"].find_one(
-        {"dispatched": False, "committed_at": {"$lte": cutoff}},
-        {"_id": 1, "committed_at": 1},
-        sort=[("committed_at", 1)],
-    )
-    if doc is None:
+    oldest = next(receipts.pending(database, cutoff), None)
+    if oldest is None:
         return None
-    age = (now or datetime.now(UTC)) - doc["committed_at"]
+    commit, committed_at = oldest
+    age = (now or datetime.now(UTC)) - committed_at
     return {
-        "commit": doc["_id"],
-        "committed_at": doc["committed_at"].isoformat(),
+        "commit": commit,
+        "committed_at": committed_at.isoformat(),
         "age_seconds": int(age.total_seconds()),
     }
 
@@ -152,7 +151,7 @@ def status(
     unacked = counts[1]
     queues = queue_figures(settings, database, counts)
     parked = EventStore(database).commits.count_documents({"parked": {"$ne": None}})
-    undispatched = EventStore(database).count_undispatched() - parked
+    undispatched = EventStore(database).count_undispatched()
     result = Status(
         queues=queues,
         projections=projection_lag(settings, database, queues, undispatched),

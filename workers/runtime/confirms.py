@@ -5,7 +5,7 @@ that sends four messages waits four times in a row. Inside ``pipelined()``, publ
 thread go out on a confirm-mode channel of their own without waiting; the block's end waits
 for all their confirms at once and raises if any was refused, so the message being handled
 fails (and is retried) exactly as a refused blocking publish would make it fail. Work that
-must follow a confirmed publish (a commit's "dispatched" mark) is queued with
+must follow a confirmed publish (a commit's dispatch receipt) is queued with
 ``after_confirms`` and runs only once the confirms are in.
 """
 

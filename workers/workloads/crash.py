@@ -45,6 +45,7 @@ from workers.runtime.embedded import EmbeddedMongo
 from workers.runtime.settings import Settings
 from workers.workloads.bench import DEFAULT_AMQP
 from workers.workloads.demo import CATALOG, random_order
+from workers.write.eventstore import EventStore
 
 STEP_DEADLINE = 20.0  # shorter than the default 30 s: a stuck order ends sooner
 
@@ -193,7 +194,7 @@ def _wait_quiet(crash: Run, stall: float) -> bool:
 
 
 def _queued(settings: Settings, database: Any) -> bool:
-    undispatched = commits(database).count_documents({"dispatched": False})
+    undispatched = EventStore(database).count_undispatched()
     figures = queue_figures(settings, database, queue_counts(settings))
     held = sum((q.ready or 0) + (q.unacked or 0) + (q.delayed or 0) for q in figures)
     return bool(held or undispatched)

@@ -247,7 +247,9 @@ def _create(command: Command, store: EventStore, route: Route) -> CommandResult 
 
 
 def _finish(store: EventStore, commit: Commit, duplicate: bool = False) -> CommandResult:
-    if not commit.dispatched:
+    """Dispatch ``commit`` (again, for a duplicate command: whether it was sent is in no
+    receipt it is cheap to look up, and every consumer drops an event it has seen)."""
+    if not commit.dispatched:  # only commits an older release marked say they were sent
         dispatch(commit, store)
     return CommandResult(ConsistencyToken(commit.stream_id, commit.version), True, duplicate)
 

@@ -2,14 +2,16 @@
 
 A commit's ``_id`` is ``<stream>@<first version>``: two writers appending at the same
 expected version collide on it, and exactly one wins. ``(stream_id, command_id)`` is unique,
-so a command delivered again after its commit succeeded cannot commit twice. Commits start
-undispatched (the outbox); the relay re-sends any that stay so.
+so a command delivered again after its commit succeeded cannot commit twice. A commit is
+never updated once stored: its dispatch is recorded by a receipt (``workers.write.receipts``),
+and the relay re-sends any that no receipt names past its grace.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import NoReturn
 
 from pymongo import ASCENDING
@@ -20,6 +22,7 @@ from messages import Command, Event, encode
 from messages.errors import ConcurrencyError
 from readstore.db import Document, get_database
 from readstore.eventlog import Commit, commit_id, commits, read_commits
+from workers.write import receipts
 
 #: One commit to store: the stream, the version it follows, its events, the command (if any).
 Append = tuple[str, int, Sequence[Event], Command | None]
@@ -54,6 +57,7 @@ class EventStore:
         self.commits.create_index(
             [("stream_id", ASCENDING), ("version", ASCENDING)], name="stream_version"
         )
+        receipts.ensure_indexes(self.database)
 
     def load(self, stream_id: str, after_version: int = 0) -> list[Commit]:
         return read_commits(self.database, stream_id, after_version)
@@ -126,17 +130,16 @@ class EventStore:
         return Commit.from_document(doc) if doc else None
 
     def undispatched(self, older_than: timedelta, limit: int = 500) -> list[Commit]:
-        """Commits left undispatched for longer than ``older_than`` (the relay's work)."""
+        """Commits past the relay's watermark, older than ``older_than``, that no receipt
+        names (the relay's work), oldest first."""
         cutoff = datetime.now(UTC) - older_than
-        cursor = (
-            self.commits.find({"dispatched": False, "committed_at": {"$lte": cutoff}})
-            .sort("committed_at", ASCENDING)
-            .limit(limit)
-        )
-        return [Commit.from_document(doc) for doc in cursor]
+        ids = [i for i, _ in islice(receipts.pending(self.database, cutoff), limit)]
+        found = self.commits.find({"_id": {"$in": ids}}).sort("committed_at", ASCENDING)
+        return [Commit.from_document(doc) for doc in found]
 
     def count_undispatched(self) -> int:
-        return self.commits.count_documents({"dispatched": False})
+        """Commits past the relay's watermark that no receipt names yet (parked ones aside)."""
+        return sum(1 for _ in receipts.pending(self.database, datetime.now(UTC)))
 
 
 def _document(
@@ -152,7 +155,7 @@ def _document(
         "version": expected_version + len(events),
         "events": [_stored(e) for e in events],
         "committed_at": datetime.now(UTC),
-        "dispatched": False,
+        "dispatched": False,  # for ever: receipts record the dispatch (the ``outbox`` index)
     }
     if command is not None:
         doc["command_id"] = str(command.message_id)

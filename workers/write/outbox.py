@@ -1,5 +1,18 @@
-"""The outbox: send a commit's events to every subscriber, then mark it dispatched; the relay
-re-sends commits a crash left undispatched. Consumers are idempotent, so a re-send is harmless."""
+"""The outbox: send a commit's events to every subscriber, then receipt it; the relay re-sends
+commits a crash left without a receipt. Consumers are idempotent, so a re-send is harmless.
+
+A commit is never updated once stored. Once a thread's publishes are confirmed, the ids of
+the commits they carried are gathered by the write-behind into one receipt per database per
+flush (``workers.write.receipts``). The relay examines the commits past its watermark and
+past the grace, re-sends those no receipt names, and moves the watermark to the last commit
+it examined. A time watermark is safe because the relay is the second line of defence, not
+the first: a command message is acked only after its handler returns, that is after its
+publishes are confirmed, so a process that dies between its commit and its send leaves the
+command to be delivered again, and the duplicate command re-sends the commit's events
+(``workers.write.commands``: it re-sends without asking for receipts; consumers drop what
+they have seen, by message id). The relay repairs the rest: a receipt lost in a crash after
+the send, a command given up on after its commit.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import dramatiq
 import structlog
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING
 
 from messages import Event, encode
 from readstore.db import Document
@@ -18,6 +31,7 @@ from readstore.eventlog import Commit
 from workers.runtime import fanout
 from workers.runtime.broker import Rabbitmq, confirmed_together
 from workers.runtime.prefix import events_exchange
+from workers.write import receipts
 from workers.write.writebehind import WRITE_BEHIND
 
 if TYPE_CHECKING:
@@ -81,23 +95,27 @@ def send_event(event: Event, actor: dramatiq.Actor[Any, Any]) -> None:
 
 
 def dispatch(commit: Commit, store: EventStore) -> None:
-    """Send every event of ``commit`` to each of its subscribers, then mark it dispatched.
+    """Send every event of ``commit`` to each of its subscribers, then receipt it.
 
-    The mark is written in batches off the command's path, once the publishes are confirmed
-    (the write-behind waits for the thread's pending confirms): a crash before the batch is
-    written only means the relay sends those events again, which every consumer absorbs.
+    The receipt is written off the command's path, once the publishes are confirmed (the
+    write-behind waits for the thread's pending confirms), with every other commit sent since
+    the last flush: a crash before the flush only means the relay sends those events again,
+    which every consumer absorbs.
     """
     for event in commit.events:
         send(event)
-    WRITE_BEHIND.add(store.commits, UpdateOne({"_id": commit.id}, {"$set": {"dispatched": True}}))
+    WRITE_BEHIND.gather(receipts.receipts(store.database), commit.id, receipts.receipt)
 
 
 class Relay:
-    """Re-sends commits left undispatched past a grace period (a crash after the commit).
+    """Re-sends commits no receipt names past a grace period (a crash after the commit).
 
-    A commit it cannot decode (a type unknown here, a damaged document) is parked: marked
-    ``parked`` on the commit and handed to ``PARKED_COMMIT_HOOKS`` (the dead-letter store),
-    so it is visible and no longer blocks the commits behind it.
+    Each pass examines the commits past the watermark and the grace, in pages, and moves the
+    watermark past each page examined (``$max``: relays running side by side send a lost
+    commit twice at worst, and never move it back). A commit it cannot decode (a type unknown
+    here, a damaged document) is parked: marked ``parked`` on the commit and handed to
+    ``PARKED_COMMIT_HOOKS`` (the dead-letter store), so it is visible, and the watermark moves
+    past it.
     """
 
     def __init__(self, store: EventStore, grace: timedelta, batch: int = 500) -> None:
@@ -108,22 +126,34 @@ class Relay:
     def run_once(self) -> int:
         """Dispatch every overdue commit; the number dispatched."""
         WRITE_BEHIND.flush()
+        database = self.store.database
+        start = mark = receipts.watermark(database)
+        cutoff = datetime.now(UTC) - self.grace
         sent = 0
-        while docs := self._overdue():
-            with confirmed_together(dramatiq.get_broker()):  # one confirm wait per batch
-                for commit in filter(None, map(self._decoded, docs)):
-                    dispatch(commit, self.store)
-                    sent += 1
-            WRITE_BEHIND.flush()
+        for page, examined in receipts.past(database, start, cutoff, self.batch):
+            if page:
+                due = receipts.unreceipted(page, database, page[-1][1] + self.grace)
+                sent += self._resend([i for i, _ in due])
+            if examined is not None:
+                receipts.advance(database, examined)
+                mark = max(mark, examined)
+        if mark > start:  # an idle pass deletes nothing new
+            receipts.forget(database, mark)
         if sent:
             log.warning("relay.redispatched", commits=sent)
         return sent
 
-    def _overdue(self) -> list[Document]:
-        cutoff = datetime.now(UTC) - self.grace
-        query = {"dispatched": False, "committed_at": {"$lte": cutoff}, "parked": None}
-        cursor = self.store.commits.find(query).sort("committed_at", ASCENDING)
-        return list(cursor.limit(self.batch))
+    def _resend(self, ids: list[str]) -> int:
+        if not ids:
+            return 0
+        docs = self.store.commits.find({"_id": {"$in": ids}}).sort("committed_at", ASCENDING)
+        sent = 0
+        with confirmed_together(dramatiq.get_broker()):  # one confirm wait per page
+            for commit in filter(None, map(self._decoded, docs)):
+                dispatch(commit, self.store)
+                sent += 1
+        WRITE_BEHIND.flush()
+        return sent
 
     def _decoded(self, doc: Document) -> Commit | None:
         try:

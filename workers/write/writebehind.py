@@ -1,10 +1,11 @@
-"""Write-behind for bookkeeping: small updates collected and written in one bulk per interval.
+"""Write-behind for bookkeeping: small writes collected and written together per interval.
 
-Only for writes whose loss in a crash is repaired elsewhere (a commit's "dispatched" mark:
-the relay re-sends; a saga's "pending sent" mark: the saga sweeper sends them again). They leave
-the message's path, which then costs no round trip for them. Each such mark says that
-something was sent, so an update added while the thread's publishes await their confirms
-(``workers.runtime.confirms``) joins the batch only once they are confirmed.
+Only for writes whose loss in a crash is repaired elsewhere (the outbox's dispatch receipts,
+one document per flush naming every commit sent: the relay re-sends what none names; a saga's
+"pending sent" mark: the saga sweeper sends them again). They leave the message's path, which
+then costs no round trip for them. Each says that something was sent, so a write added while
+the thread's publishes await their confirms (``workers.runtime.confirms``) joins the batch only
+once they are confirmed.
 
 Marks that forget sent messages of one document (``mark_sent``) are also *held*: written
 only once ``hold`` seconds passed without another mark for that document (and at the latest
@@ -52,6 +53,24 @@ class _Held:
     ids: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Batch:
+    """One collection's share of the next flush: updates, and items for one inserted document."""
+
+    collection: Collection[Document]
+    updates: list[UpdateOne] = field(default_factory=list)
+    items: list[Any] = field(default_factory=list)
+    build: Callable[[list[Any]], Document] | None = None
+
+    def write(self) -> int:
+        """One bulk for the updates, one insert for the items; how many of both."""
+        if self.updates:
+            self.collection.bulk_write(self.updates, ordered=False)
+        if self.items and self.build is not None:
+            self.collection.insert_one(self.build(self.items))
+        return len(self.updates) + len(self.items)
+
+
 class WriteBehind:
     """Collects updates per collection; a background thread writes each batch in one bulk."""
 
@@ -59,7 +78,7 @@ class WriteBehind:
         self.interval = interval
         self._lock = threading.Lock()
         self._writing = threading.Lock()  # held while a batch is written
-        self._pending: dict[Key, tuple[Collection[Document], list[UpdateOne]]] = {}
+        self._pending: dict[Key, Batch] = {}
         self._held: dict[tuple[Key, Any], _Held] = {}
         self._thread: threading.Thread | None = None
         self._pid = 0
@@ -68,6 +87,13 @@ class WriteBehind:
     def add(self, collection: Collection[Document], update: UpdateOne) -> None:
         """Queue ``update`` for the next batch, once this thread's publishes are confirmed."""
         after_confirms(lambda: self._add(collection, update))
+
+    def gather(
+        self, collection: Collection[Document], item: Any, build: Callable[[list[Any]], Document]
+    ) -> None:
+        """Queue ``item`` for the one document ``build(items)`` the next batch inserts into
+        ``collection``, once this thread's publishes are confirmed."""
+        after_confirms(lambda: self._queue(collection, lambda b: _gathered(b, item, build)))
 
     def mark_sent(
         self,
@@ -101,8 +127,11 @@ class WriteBehind:
             self._start()
 
     def _add(self, collection: Collection[Document], update: UpdateOne) -> None:
+        self._queue(collection, lambda batch: batch.updates.append(update))
+
+    def _queue(self, collection: Collection[Document], change: Callable[[Batch], None]) -> None:
         with self._lock:
-            self._pending.setdefault(_key(collection), (collection, []))[1].append(update)
+            change(self._pending.setdefault(_key(collection), Batch(collection)))
             self._start()
 
     def _start(self) -> None:
@@ -127,17 +156,18 @@ class WriteBehind:
                     if held.due <= until:
                         del self._held[key, doc_id]
                         update = held.build(doc_id, held.ids)
-                        pending.setdefault(key, (held.collection, []))[1].append(update)
+                        pending.setdefault(key, Batch(held.collection)).updates.append(update)
             written = 0
-            for collection, updates in pending.values():
+            for batch in pending.values():
                 try:
-                    collection.bulk_write(updates, ordered=False)
+                    written += batch.write()
                 except PyMongoError:
                     log.warning(
-                        "writebehind.failed", collection=collection.name, updates=len(updates)
+                        "writebehind.failed",
+                        collection=batch.collection.name,
+                        updates=len(batch.updates),
+                        items=len(batch.items),
                     )
-                    continue
-                written += len(updates)
         return written
 
     def _run(self) -> None:
@@ -148,6 +178,11 @@ class WriteBehind:
 
 def _key(collection: Collection[Document]) -> Key:
     return (id(collection.database.client), collection.database.name, collection.name)
+
+
+def _gathered(batch: Batch, item: Any, build: Callable[[list[Any]], Document]) -> None:
+    batch.items.append(item)
+    batch.build = build
 
 
 WRITE_BEHIND = WriteBehind()
