@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from dramatiq import Worker
 from dramatiq.brokers.stub import StubBroker
+from pymongo import MongoClient, monitoring
 from pymongo.database import Database
 
 from messages.customers import RegisterCustomer
@@ -17,6 +18,7 @@ from readstore.customers import get_customer_profile
 from readstore.db import Document
 from readstore.eventlog import Commit
 from tests.support import register_customer, settle
+from workers.ops import status as ops
 from workers.runtime.settings import Settings
 from workers.write import commands, outbox, receipts
 from workers.write.eventstore import EventStore
@@ -197,3 +199,76 @@ def test_a_command_delivered_again_sends_its_commits_events_again(
     # Then it commits nothing new and sends the commit's events again, receipt or not
     assert result.duplicate and resent == [first]
     assert database["commits"].count_documents({}) == 1
+
+
+class Reads(monitoring.CommandListener):
+    """Documents each find and getMore returned, per collection."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, int] = {}
+        self._names: dict[int, str] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        name = event.command.get("find") or event.command.get("collection")
+        self._names[event.request_id] = str(name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        cursor = event.reply.get("cursor") if isinstance(event.reply, dict) else None
+        if cursor is None:
+            return
+        batch = cursor.get("firstBatch", cursor.get("nextBatch", []))
+        name = self._names.pop(event.request_id, "")
+        self.docs[name] = self.docs.get(name, 0) + len(batch)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_counting_undispatched_commits_reads_each_receipt_once_and_stops_at_its_limit(
+    mongo_url: str, database: Database[Document]
+) -> None:
+    # Given 3,000 commits past the watermark (no relay ran), every one receipted
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    ids = [f"s-{i}@0000000001" for i in range(3000)]
+    docs = [
+        {"_id": i, "committed_at": at + timedelta(milliseconds=n), "dispatched": False}
+        for n, i in enumerate(ids)
+    ]
+    database.commits.insert_many(docs)
+    receipts.receipts(database).insert_many(
+        [receipts.receipt(ids[k : k + 50]) for k in range(0, 3000, 50)]
+    )
+    reads = Reads()
+    client: MongoClient[Document] = MongoClient(mongo_url, tz_aware=True, event_listeners=[reads])
+    try:
+        store = EventStore(client[database.name])
+        # When they are counted, in pages of 500, and then with a limit
+        assert sum(1 for _ in receipts.pending(store.database, datetime.now(UTC), 500)) == 0
+        # Then each receipt was read once, not once per page
+        assert reads.docs[receipts.RECEIPTS] == 60
+        # and a count with a limit looks at no more commits than that
+        reads.docs.clear()
+        assert store.count_undispatched(examine=1000) == 0
+        assert reads.docs["commits"] <= 1000
+    finally:
+        client.close()
+
+
+def test_status_says_the_relay_is_behind_when_more_commits_wait_than_it_looks_at(
+    database: Database[Document], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given more commits past the relay's watermark than status looks at (no relay ran)
+    monkeypatch.setattr(ops, "RELAY_BEHIND", 20)
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    database.commits.insert_many(
+        [{"_id": f"s-{n}@0000000001", "committed_at": at, "dispatched": False} for n in range(25)]
+    )
+    # When status is read
+    figures = ops.relay_figures(database, ops.Settings(_env_file=None))
+    # Then it counted no further than its limit, and says the relay is behind
+    assert figures.undispatched <= 20
+    assert figures.behind
+    notes = ops.attention(
+        ops.Status([], {}, {}, figures.undispatched, relay_behind=figures.behind), 10
+    )
+    assert any("past the relay's watermark" in note for note in notes)

@@ -38,6 +38,9 @@ from workers.write.eventstore import EventStore
 SAGAS = "sagas"
 #: A running saga this long past its step deadline is stuck (its timeout never ran).
 OVERDUE_GRACE = timedelta(minutes=5)
+#: Commits past the relay's watermark that status looks at, at most: a relay that keeps up
+#: leaves a few seconds' worth there; more means it is behind or not running.
+RELAY_BEHIND = 10_000
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Status:
     overdue_sagas: int = 0
     parked_commits: int = 0
     stale_commit: dict[str, Any] | None = None
+    relay_behind: bool = False
     notes: list[str] = field(default_factory=list)
     attention: list[str] = field(default_factory=list)
 
@@ -61,6 +65,7 @@ class Status:
             "undispatched_commits": self.undispatched,
             "parked_commits": self.parked_commits,
             "oldest_stale_commit": self.stale_commit,
+            "relay_behind": self.relay_behind,
             "notes": self.notes,
             "dead_letters": sum(q.dead_letters for q in self.queues),
             "attention": self.attention,
@@ -74,7 +79,7 @@ def stale_commit(
     """The oldest commit still undispatched well past the relay's grace (relay down or stuck)."""
     allowance = settings.relay_grace_seconds + 5 * settings.relay_interval_seconds
     cutoff = (now or datetime.now(UTC)) - timedelta(seconds=allowance)
-    oldest = next(receipts.pending(database, cutoff), None)
+    oldest = next(receipts.pending(database, cutoff, examine=RELAY_BEHIND), None)
     if oldest is None:
         return None
     commit, committed_at = oldest
@@ -143,6 +148,27 @@ def stuck_sagas(
     return list(cursor.limit(limit))
 
 
+@dataclass(frozen=True)
+class RelayFigures:
+    """The outbox as status sees it: commits no receipt names (among the first
+    ``RELAY_BEHIND`` past the watermark), the oldest of them past the relay's grace, and
+    whether more than that many wait past the watermark (the relay is behind)."""
+
+    undispatched: int
+    stale: dict[str, Any] | None
+    behind: bool
+
+
+def relay_figures(database: Database[Document], settings: Settings) -> RelayFigures:
+    undispatched = EventStore(database).count_undispatched(examine=RELAY_BEHIND)
+    mark = receipts.watermark(database)
+    waiting = database["commits"].count_documents(
+        receipts.range_query({"$gt": mark}, datetime.now(UTC)), limit=RELAY_BEHIND + 1
+    )
+    stale = stale_commit(database, settings) if undispatched else None
+    return RelayFigures(undispatched, stale, waiting > RELAY_BEHIND)
+
+
 def status(
     settings: Settings, database: Database[Document], broker: dramatiq.Broker | None = None
 ) -> Status:
@@ -151,15 +177,16 @@ def status(
     unacked = counts[1]
     queues = queue_figures(settings, database, counts)
     parked = EventStore(database).commits.count_documents({"parked": {"$ne": None}})
-    undispatched = EventStore(database).count_undispatched()
+    relay = relay_figures(database, settings)
     result = Status(
         queues=queues,
-        projections=projection_lag(settings, database, queues, undispatched),
+        projections=projection_lag(settings, database, queues, relay.undispatched),
         sagas=sagas_by_state(database),
-        undispatched=undispatched,
+        undispatched=relay.undispatched,
         overdue_sagas=overdue_sagas(database),
         parked_commits=parked,
-        stale_commit=stale_commit(database, settings) if undispatched else None,
+        stale_commit=relay.stale,
+        relay_behind=relay.behind,
     )
     if unacked is None:
         api = urllib.parse.urlsplit(management_url(settings))
@@ -185,6 +212,11 @@ def attention(result: Status, max_lag: int) -> list[str]:
         if q.dead_letters
     ]
     notes += [f"{q.name}.XQ: {q.xq} message(s) not ingested yet" for q in result.queues if q.xq]
+    if result.relay_behind:
+        notes.append(
+            f"outbox: over {RELAY_BEHIND} commits past the relay's watermark (counted among "
+            "the first of them only): is `sagaworks relay` running, and keeping up?"
+        )
     if result.stale_commit:
         stale = result.stale_commit
         notes.append(

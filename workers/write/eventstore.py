@@ -137,9 +137,11 @@ class EventStore:
         found = self.commits.find({"_id": {"$in": ids}}).sort("committed_at", ASCENDING)
         return [Commit.from_document(doc) for doc in found]
 
-    def count_undispatched(self) -> int:
-        """Commits past the relay's watermark that no receipt names yet (parked ones aside)."""
-        return sum(1 for _ in receipts.pending(self.database, datetime.now(UTC)))
+    def count_undispatched(self, examine: int | None = None) -> int:
+        """Commits past the relay's watermark that no receipt names yet (parked ones aside),
+        among at most about ``examine`` of them (``None``: all)."""
+        now = datetime.now(UTC)
+        return sum(1 for _ in receipts.pending(self.database, now, examine=examine))
 
 
 def _document(

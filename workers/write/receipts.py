@@ -121,10 +121,24 @@ def unreceipted(page: list[Entry], database: Database[Document], through: dateti
     return [entry for entry in page if entry[0] not in named]
 
 
-def pending(database: Database[Document], until: datetime, batch: int = 1000) -> Iterator[Entry]:
+def pending(
+    database: Database[Document],
+    until: datetime,
+    batch: int = 1000,
+    examine: int | None = None,
+) -> Iterator[Entry]:
     """Every commit past the watermark and up to ``until`` that no receipt names yet, oldest
-    first (what the relay would re-send, were it past the grace)."""
-    now = datetime.now(UTC)
-    for page, _ in past(database, watermark(database), until, batch):
+    first (what the relay would re-send, were it past the grace); the receipts are read once,
+    and no more than ``examine`` commits are looked at (``None``: all of them; a page may
+    read a few more where commits share an instant)."""
+    now, mark = datetime.now(UTC), watermark(database)
+    batch = min(batch, examine) if examine else batch
+    named: set[str] | None = None
+    examined = 0
+    for page, _ in past(database, mark, until, batch):
         if page:
-            yield from unreceipted(page, database, now)
+            named = receipted(database, mark, now) if named is None else named
+            yield from (entry for entry in page if entry[0] not in named)
+        examined += len(page)
+        if examine is not None and examined >= examine:
+            return
