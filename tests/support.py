@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
+
+from pymongo import MongoClient, monitoring
+from pymongo.database import Database
 
 from messages import caused_by
 from messages.customers import RegisterCustomer
@@ -65,3 +69,21 @@ def at_once(act: Callable[[str], None], names: Sequence[str], timeout: float = 1
         thread.start()
     for thread in threads:
         thread.join(timeout=timeout)
+
+
+@contextmanager
+def listened(mongo_url: str, listener: monitoring.CommandListener) -> Iterator[Database[Any]]:
+    """A database of its own, on a client whose commands ``listener`` sees, set as the
+    process's database; dropped afterwards."""
+    from readstore.db import set_database
+
+    client: MongoClient[Any] = MongoClient(
+        mongo_url, tz_aware=True, uuidRepresentation="standard", event_listeners=[listener]
+    )
+    database = client[f"test_{uuid.uuid4().hex[:16]}"]
+    set_database(database)
+    try:
+        yield database
+    finally:
+        client.drop_database(database.name)
+        client.close()

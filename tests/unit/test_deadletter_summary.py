@@ -140,11 +140,8 @@ class JournalledSender:
         self.crash_after_commit = self.crash_before_commit = False
 
 
-def test_replay_interrupted_after_its_commit_is_settled_into_the_summary(
-    database: Database[Document], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Given 20 dead letters and a replay that dies once its first batch is committed
-    store, ids = seeded(database, 20, "d.orders.commands")
+def journalled_sender(monkeypatch: pytest.MonkeyPatch) -> JournalledSender:
+    """A journalled sender every replay of this test publishes through."""
     sender = JournalledSender()
 
     @contextmanager
@@ -152,6 +149,15 @@ def test_replay_interrupted_after_its_commit_is_settled_into_the_summary(
         yield sender
 
     monkeypatch.setattr(replaying, "publisher", journalled)
+    return sender
+
+
+def test_replay_interrupted_after_its_commit_is_settled_into_the_summary(
+    database: Database[Document], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given 20 dead letters and a replay that dies once its first batch is committed
+    store, ids = seeded(database, 20, "d.orders.commands")
+    sender = journalled_sender(monkeypatch)
     sender.dies_in(
         lambda: replaying.replay(ids, "ops", broker=StubBroker(), store=store, batch=8, lease=0.2),
         after_commit=True,
@@ -194,13 +200,7 @@ def test_a_selection_is_replayed_page_by_page_each_entry_once(
     same = (store.entries.find_one({"_id": ids[9]}) or {})["last_failed_at"]
     store.entries.update_many({"_id": {"$in": ids[4:10]}}, {"$set": {"last_failed_at": same}})
     store.record_many(failures(10, "g.customers.commands"), copy_in_xq=False)
-    sender = JournalledSender()
-
-    @contextmanager
-    def journalled(_: Any) -> Iterator[JournalledSender]:
-        yield sender
-
-    monkeypatch.setattr(replaying, "publisher", journalled)
+    sender = journalled_sender(monkeypatch)
     # When the queue's dead letters are replayed, four at a time
     chosen = Selector(queue="g.orders.commands")
     report = replaying.replay_selected(chosen, "ops", broker=StubBroker(), store=store, batch=4)
@@ -388,13 +388,7 @@ def test_replay_killed_between_its_claim_and_the_count_is_counted_once_settled(
     # Given 12 dead letters and a replay that dies right after it claimed its first batch,
     # before the summary counted the claim
     store, ids = seeded(database, 12, "k.orders.commands")
-    sender = JournalledSender()
-
-    @contextmanager
-    def journalled(_: Any) -> Iterator[JournalledSender]:
-        yield sender
-
-    monkeypatch.setattr(replaying, "publisher", journalled)
+    sender = journalled_sender(monkeypatch)
     counted = store.summary.moved
 
     def dies(before: Any, state: Any, **kwargs: Any) -> None:

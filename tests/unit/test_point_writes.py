@@ -10,19 +10,18 @@ document's own fields go beside ``_id`` as plain field operators instead.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from pymongo import MongoClient, monitoring
+from pymongo import monitoring
 from pymongo.database import Database
 
 from messages.inventory import AddStock
-from readstore.db import Document, set_database
+from readstore.db import Document
 from readstore.lease import acquire
-from tests.support import place_order, register_customer
+from tests.support import listened, place_order, register_customer
 from workers.runtime.settings import Settings
 from workers.testing import TestService
 from workers.write.writebehind import WRITE_BEHIND
@@ -68,16 +67,8 @@ class Filters(monitoring.CommandListener):
 @pytest.fixture
 def watched(mongo_url: str) -> Iterator[tuple[Filters, Database[Document]]]:
     filters = Filters()
-    client: MongoClient[Document] = MongoClient(
-        mongo_url, tz_aware=True, uuidRepresentation="standard", event_listeners=[filters]
-    )
-    database = client[f"test_{uuid.uuid4().hex[:16]}"]
-    set_database(database)
-    try:
+    with listened(mongo_url, filters) as database:
         yield filters, database
-    finally:
-        client.drop_database(database.name)
-        client.close()
 
 
 def test_orders_end_to_end_write_documents_by_id_alone(

@@ -257,6 +257,14 @@ def test_a_stock_commit_delivered_after_its_reservation_reads_no_stream(mongo_ur
 def profile_commands(mongo_url: str, database: Any, events: list[Any]) -> int:
     """The store commands on the profile's collection to apply ``events`` one by one."""
     listener = Commands()
+    applied_listened(mongo_url, database, listener, events)
+    return len([name for name, target in listener.targets if target == "customer_profile"])
+
+
+def applied_listened(
+    mongo_url: str, database: Any, listener: monitoring.CommandListener, events: list[Any]
+) -> None:
+    """Apply ``events`` to the profiles one by one, on a client ``listener`` watches."""
     client: MongoClient[Any] = MongoClient(
         mongo_url, tz_aware=True, uuidRepresentation="standard", event_listeners=[listener]
     )
@@ -264,7 +272,6 @@ def profile_commands(mongo_url: str, database: Any, events: list[Any]) -> int:
     for event in events:
         assert profiles.apply(event)
     client.close()
-    return len([name for name, target in listener.targets if target == "customer_profile"])
 
 
 def test_a_profiles_work_per_event_does_not_grow_with_the_customers_orders(mongo_url, database):
@@ -372,13 +379,7 @@ def test_an_orders_last_event_gives_its_recent_row_its_status_in_the_entrys_writ
     CustomerProfiles(database).apply(placed)
     # When the order's last event is applied
     writes = Writes()
-    client: MongoClient[Any] = MongoClient(
-        mongo_url, tz_aware=True, uuidRepresentation="standard", event_listeners=[writes]
-    )
-    profiles = CustomerProfiles(client[database.name])
-    for event in rest:
-        assert profiles.apply(event)
-    client.close()
+    applied_listened(mongo_url, database, writes, rest)
     # Then its row among the recent orders says how it ended, and its entry is dropped, in
     # one write with the total and one with the order's position: three documents written
     profile = database.customer_profile.find_one({"_id": str(customer_id)})

@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pymongo import MongoClient, UpdateOne, monitoring
+from pymongo import UpdateOne, monitoring
 from pymongo.database import Database
 
 from messages.inventory import AddStock
-from readstore.db import Document, set_database
+from readstore.db import Document
 from sagas.store import SagaStore
-from tests.support import place_order, register_customer
+from tests.support import listened, place_order, register_customer
 from workers.runtime.settings import Settings
 from workers.testing import TestService
 from workers.write.writebehind import WRITE_BEHIND, WriteBehind
@@ -110,16 +110,8 @@ class Pulls(monitoring.CommandListener):
 @pytest.fixture
 def watched(mongo_url: str) -> Iterator[tuple[Pulls, Database[Document]]]:
     pulls = Pulls()
-    client: MongoClient[Document] = MongoClient(
-        mongo_url, tz_aware=True, uuidRepresentation="standard", event_listeners=[pulls]
-    )
-    database = client[f"test_{uuid.uuid4().hex[:16]}"]
-    set_database(database)
-    try:
+    with listened(mongo_url, pulls) as database:
         yield pulls, database
-    finally:
-        client.drop_database(database.name)
-        client.close()
 
 
 def test_a_confirmed_orders_saga_forgets_what_it_sent_in_one_write(
