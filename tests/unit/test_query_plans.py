@@ -97,3 +97,20 @@ def test_the_relays_queries_read_their_indexes(database: Database[Document]) -> 
     # And the relay finds the undispatched, unparked, unreceipted ones, oldest first
     pending = [c for c, _ in receipts.pending(database, now)]
     assert pending == [f"s-{i}@1" for i in (19, 17, 15, 13, 11, 9, 7, 5)]
+
+
+def test_status_counts_parked_commits_from_an_index(database: Database[Document]) -> None:
+    # Given commits, one of them parked by the relay (status counts them on every look, and
+    # the console's overview looks every few seconds: a scan grows with every commit stored)
+    store = EventStore(database)
+    store.ensure_indexes()
+    now = datetime.now(UTC)
+    database["commits"].insert_many(
+        {"_id": f"s-{i}@1", "dispatched": False, "committed_at": now} for i in range(20)
+    )
+    parked = {"at": now, "reason": "does not decode"}
+    database["commits"].update_one({"_id": "s-4@1"}, {"$set": {"parked": parked}})
+    # When the parked ones are counted, Then from an index, and only the one
+    plan = winning(database["commits"].find(store.parked_query()))
+    assert "COLLSCAN" not in plan and "IXSCAN" in plan, plan
+    assert store.count_parked() == 1

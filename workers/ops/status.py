@@ -176,7 +176,7 @@ def status(
     counts = queue_counts(settings, broker)
     unacked = counts[1]
     queues = queue_figures(settings, database, counts)
-    parked = EventStore(database).commits.count_documents({"parked": {"$ne": None}})
+    parked = EventStore(database).count_parked()
     relay = relay_figures(database, settings)
     result = Status(
         queues=queues,

@@ -57,6 +57,9 @@ class EventStore:
         self.commits.create_index(
             [("stream_id", ASCENDING), ("version", ASCENDING)], name="stream_version"
         )
+        # Sparse: only the commits the relay parked have it, so status counts them from the
+        # index instead of reading every commit.
+        self.commits.create_index([("parked.at", ASCENDING)], sparse=True, name="parked")
         receipts.ensure_indexes(self.database)
 
     def load(self, stream_id: str, after_version: int = 0) -> list[Commit]:
@@ -136,6 +139,14 @@ class EventStore:
         ids = [i for i, _ in islice(receipts.pending(self.database, cutoff), limit)]
         found = self.commits.find({"_id": {"$in": ids}}).sort("committed_at", ASCENDING)
         return [Commit.from_document(doc) for doc in found]
+
+    @staticmethod
+    def parked_query() -> Document:
+        """The commits the relay parked: a range of the sparse ``parked`` index."""
+        return {"parked.at": {"$exists": True}}
+
+    def count_parked(self) -> int:
+        return self.commits.count_documents(self.parked_query())
 
     def count_undispatched(self, examine: int | None = None) -> int:
         """Commits past the relay's watermark that no receipt names yet (parked ones aside),
