@@ -34,6 +34,10 @@ HISTORY_KEPT = 100
 #: (a running saga's are sent again at its step's deadline).
 RESEND_AFTER = timedelta(seconds=30)
 _TERMINAL = sorted(s.value for s in TERMINAL)
+#: The states of a saga still running. Queries name them (``$in``) rather than exclude the
+#: finished ones (``$nin``): finished sagas are nearly all of them, and the status index
+#: then reads only the running ones (on the embedded store a ``$nin`` read every saga).
+RUNNING = sorted(s.value for s in SagaStatus if s not in TERMINAL)
 
 
 @dataclass(frozen=True)
@@ -172,15 +176,20 @@ class SagaStore:
         return UpdateOne({"_id": record.saga_id, "version": record.version}, _wake({}, until))
 
     def stuck(self, now: datetime, limit: int = 100) -> list[Document]:
-        """Running sagas past their deadline, and flagged ones: what an operator looks at."""
-        query = {
-            "$or": [
-                {"status": {"$nin": _TERMINAL}, "deadline": {"$lt": now}},
-                {"status": SagaStatus.FLAGGED.value},
-            ]
-        }
-        cursor = self.collection.find(query, {"history": 0}).sort("deadline", ASCENDING)
-        return list(cursor.limit(limit))
+        """Running sagas past their deadline, and flagged ones: what an operator looks at
+        (by deadline, flagged ones first); two reads of the status index, no ``$or``."""
+        late = {"status": {"$in": RUNNING}, "deadline": {"$lt": now}}
+        flagged = {"status": SagaStatus.FLAGGED.value}
+        found = [
+            doc
+            for query in (flagged, late)
+            for doc in self.collection.find(query, {"history": 0})
+            .sort("deadline", ASCENDING)
+            .limit(limit)
+        ]
+        return sorted(
+            found, key=lambda d: (d.get("deadline") is not None, d.get("deadline") or now)
+        )[:limit]
 
     def get(self, saga_id: str) -> Document | None:
         return self.collection.find_one({"_id": saga_id})
@@ -203,9 +212,11 @@ class SagaStore:
         return {row["_id"]: row["n"] for row in rows}
 
     def count_running(self) -> int:
-        return self.collection.count_documents(
-            {"$or": [{"status": {"$nin": _TERMINAL}}, {"pending.0": {"$exists": True}}]}
-        )
+        """Sagas running, and finished ones with messages still pending: two counts on the
+        status index, no ``$or`` (an audit's count, not a hot path)."""
+        running = self.collection.count_documents({"status": {"$in": RUNNING}})
+        unsent = {"status": {"$in": _TERMINAL}, "pending.0": {"$exists": True}}
+        return running + self.collection.count_documents(unsent)
 
 
 def _wake(update: Document, at: datetime | None) -> Document:

@@ -14,12 +14,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pymongo import monitoring
 from pymongo.database import Database
 
 from readstore.db import Document
 from sagas.fulfilment import start
 from sagas.store import SagaRecord, SagaStore
-from tests.support import order_placed, place_order
+from tests.support import listened, order_placed, place_order
+from workers.ops.status import overdue_sagas
 from workers.write import receipts
 from workers.write.eventstore import EventStore
 
@@ -114,3 +116,67 @@ def test_status_counts_parked_commits_from_an_index(database: Database[Document]
     plan = winning(database["commits"].find(store.parked_query()))
     assert "COLLSCAN" not in plan and "IXSCAN" in plan, plan
     assert store.count_parked() == 1
+
+
+class SagaFilters(monitoring.CommandListener):
+    """The filters of every read of the sagas collection."""
+
+    def __init__(self) -> None:
+        self.filters: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        command = event.command
+        if command.get("find") == "sagas":
+            self.filters.append(command.get("filter", {}))
+        elif command.get("aggregate") == "sagas":
+            self.filters += [s["$match"] for s in command["pipeline"] if "$match" in s]
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def scans(query: dict[str, Any]) -> bool:
+    """Whether the embedded store reads every saga for ``query``: a top-level ``$or`` or a
+    ``$nin`` on the status (finished sagas are nearly all of them) does (measured: 285 ms
+    against 2.7 ms at 20,000 sagas)."""
+    status = query.get("status")
+    return "$or" in query or (isinstance(status, dict) and "$nin" in status)
+
+
+def test_status_and_the_console_read_running_sagas_without_reading_finished_ones(
+    mongo_url: str,
+) -> None:
+    # Given sagas: running past their deadline, finished, finished with a message pending,
+    # flagged
+    filters = SagaFilters()
+    with listened(mongo_url, filters) as database:
+        store = SagaStore(database)
+        store.indexes()
+        late = datetime.now(UTC) - timedelta(hours=1)
+        running, done, pending, flagged = (uuid.uuid4().hex for _ in range(4))
+        store.collection.insert_many(
+            [
+                {"_id": running, "status": "charging", "deadline": late, "pending": []},
+                {"_id": done, "status": "completed", "deadline": None, "pending": []},
+                {
+                    "_id": pending,
+                    "status": "completed",
+                    "deadline": None,
+                    "wake_at": late,
+                    "pending": [{"type": "CommitStock"}],
+                },
+                {"_id": flagged, "status": "flagged", "deadline": None, "pending": []},
+            ]
+        )
+        # When status counts overdue and running sagas, and the console lists stuck ones
+        filters.filters.clear()
+        overdue = overdue_sagas(database, timedelta(minutes=5))
+        stuck = [d["_id"] for d in store.stuck(datetime.now(UTC))]
+        counted = store.count_running()
+    # Then each finds what it should, and none of their reads makes the store read them all
+    assert (overdue, counted) == (1, 2)
+    assert stuck == [flagged, running]  # by deadline, none first
+    assert [f for f in filters.filters if scans(f)] == []

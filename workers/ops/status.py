@@ -28,8 +28,7 @@ from pymongo.database import Database
 from readstore.db import Document
 from readstore.lag import projection_lag as measure_lag
 from readstore.projection import Projection, parked_streams
-from sagas.fulfilment import TERMINAL
-from sagas.store import SagaStore
+from sagas.store import RUNNING, SagaStore
 from workers.ops.queues import QueueFigures, management_url, queue_counts, queue_figures
 from workers.runtime.settings import Settings
 from workers.write import receipts
@@ -137,7 +136,7 @@ def sagas_by_state(database: Database[Document]) -> dict[str, int]:
 def overdue_query(grace: timedelta = OVERDUE_GRACE) -> Document:
     """Running sagas whose step deadline passed more than ``grace`` ago: stuck, not slow."""
     cutoff = datetime.now(UTC) - grace
-    return {"status": {"$nin": sorted(TERMINAL)}, "deadline": {"$lt": cutoff}}
+    return {"status": {"$in": RUNNING}, "deadline": {"$lt": cutoff}}
 
 
 def overdue_sagas(database: Database[Document], grace: timedelta = OVERDUE_GRACE) -> int:
