@@ -66,15 +66,31 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     logging.getLogger("pymongo").setLevel(logging.WARNING)
 
 
-_WRITE_LOCK = threading.Lock()
+_WRITE_LOCK = threading.RLock()
+#: Lines logged by this thread while it was writing one (a signal handler's), per thread.
+_HELD = threading.local()
 
 
 def write_line(text: str) -> None:
-    """One record on the *current* standard error (a test runner may replace it), whole."""
-    stream = sys.stderr
+    """One record on the *current* standard error (a test runner may replace it), whole.
+
+    A record logged while this thread is already writing one (from a signal handler:
+    Dramatiq logs from its SIGTERM handler) is held and written right after the line being
+    written, not into its middle and not by waiting on this thread's own lock: a worker that
+    did so hung on SIGTERM for good."""
+    held: list[str] | None = getattr(_HELD, "lines", None)
+    if held is not None:
+        held.append(text)
+        return
     with _WRITE_LOCK:
-        stream.write(text + "\n")
-        stream.flush()
+        _HELD.lines = lines = [text]
+        try:
+            while lines:
+                stream = sys.stderr
+                stream.write(lines.pop(0) + "\n")
+                stream.flush()
+        finally:
+            _HELD.lines = None
 
 
 class LineLogger:
