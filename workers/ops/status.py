@@ -79,17 +79,23 @@ def stale_commit(
     database: Database[Document], settings: Settings, now: datetime | None = None
 ) -> dict[str, Any] | None:
     """The oldest commit still undispatched well past the relay's grace (relay down or stuck)."""
-    allowance = settings.relay_grace_seconds + 5 * settings.relay_interval_seconds
-    cutoff = (now or datetime.now(UTC)) - timedelta(seconds=allowance)
-    oldest = next(receipts.pending(database, cutoff, examine=RELAY_BEHIND), None)
+    now = now or datetime.now(UTC)
+    cutoff = now - _allowance(settings)
+    return _stale(next(receipts.pending(database, cutoff, examine=RELAY_BEHIND), None), now)
+
+
+def _allowance(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.relay_grace_seconds + 5 * settings.relay_interval_seconds)
+
+
+def _stale(oldest: receipts.Entry | None, now: datetime) -> dict[str, Any] | None:
     if oldest is None:
         return None
     commit, committed_at = oldest
-    age = (now or datetime.now(UTC)) - committed_at
     return {
         "commit": commit,
         "committed_at": committed_at.isoformat(),
-        "age_seconds": int(age.total_seconds()),
+        "age_seconds": int((now - committed_at).total_seconds()),
     }
 
 
@@ -163,13 +169,14 @@ class RelayFigures:
 
 
 def relay_figures(database: Database[Document], settings: Settings) -> RelayFigures:
-    undispatched = EventStore(database).count_undispatched(examine=RELAY_BEHIND)
-    mark = receipts.watermark(database)
+    """One pass over the commits past the watermark: the count and the oldest stale one."""
+    now = datetime.now(UTC)
+    unsent = list(receipts.pending(database, now, examine=RELAY_BEHIND))
+    oldest = unsent[0] if unsent and unsent[0][1] <= now - _allowance(settings) else None
     waiting = database["commits"].count_documents(
-        receipts.range_query({"$gt": mark}, datetime.now(UTC)), limit=RELAY_BEHIND + 1
+        receipts.range_query({"$gt": receipts.watermark(database)}, now), limit=RELAY_BEHIND + 1
     )
-    stale = stale_commit(database, settings) if undispatched else None
-    return RelayFigures(undispatched, stale, waiting > RELAY_BEHIND)
+    return RelayFigures(len(unsent), _stale(oldest, now), waiting > RELAY_BEHIND)
 
 
 def status(
