@@ -22,6 +22,7 @@ from workers.deadletters.publisher import Batch
 from workers.deadletters.selector import Selector
 from workers.deadletters.store import DEAD, DeadLetterStore
 from workers.deadletters.transitions import placed
+from workers.workloads import bench_dlq
 from workers.workloads.bench_dlq import failures
 
 
@@ -417,3 +418,24 @@ def test_replay_killed_between_its_claim_and_the_count_is_counted_once_settled(
     assert sorted(sender.sent) == sorted(ids)
     for state in (DEAD, "replayed"):
         assert as_compared(store.groups(state)) == as_compared(store.aggregated_groups(state))
+
+
+def test_the_bench_tells_how_much_of_a_replay_waited_on_the_store(
+    mongo_url: str, database: Database[Document], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given 30 dead letters, on a client whose store replies the bench times
+    waited = bench_dlq.StoreTime()
+    client: MongoClient[Document] = MongoClient(
+        mongo_url, tz_aware=True, uuidRepresentation="standard", event_listeners=[waited]
+    )
+    store, _ = seeded(client[database.name], 30, "b.orders.commands")
+    journalled_sender(monkeypatch)
+    # When the bench measures the listings and a replay of them all
+    report = bench_dlq.measure(store, StubBroker(), "b.orders.commands", None, waited)
+    client.close()
+    # Then it says how long the replay waited on the store, within its time, and how many
+    # documents it updated (each entry claimed once, and the summary's rows)
+    assert report["replayed"] == 30
+    assert 0 < report["replay_store_s"] <= report["replay_s"]
+    assert 30 <= report["replay_documents_updated"] <= 40
+    assert report["summary_equals_entries"]
