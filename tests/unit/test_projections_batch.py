@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -244,3 +245,49 @@ def test_a_batch_that_applies_in_turn_is_one_store_command(mongo_url, database, 
     written = {kind.collection_name, "read_model_versions"}
     on_model = [name for name, target in listener.commands if str(target) in written]
     assert on_model == ["update"]
+
+
+def two_events_apart(linger: float) -> list[list[Any]]:
+    """The batches a group whose lone events wait ``linger`` seconds makes of two events
+    arriving 50 ms apart."""
+    batches: list[list[Any]] = []
+    group = GroupCommit(lambda events: batches.append(list(events)) or [True] * len(events))
+    group.linger = linger
+    _, first = submit_all(group, ["first"])
+    threading.Event().wait(0.05)
+    _, second = submit_all(group, ["second"])
+    for thread in first + second:
+        thread.join(5)
+    return batches
+
+
+def test_a_lone_event_waits_a_moment_for_company_then_flushes_with_it():
+    # Given a group whose lone events wait up to 0.5 s for others of their projection
+    # When one event arrives, and a second 50 ms later
+    batches = two_events_apart(0.5)
+    # Then both went in one flush
+    assert batches == [["first", "second"]]
+
+
+def test_without_a_wait_a_lone_event_is_flushed_at_once():
+    # Given a group that does not wait (the setting at 0)
+    # When two events arrive 50 ms apart
+    batches = two_events_apart(0.0)
+    # Then each was flushed on its own
+    assert batches == [["first"], ["second"]]
+
+
+def test_a_lone_event_nobody_joins_is_flushed_after_the_wait():
+    # Given a group whose lone events wait up to 0.1 s
+    batches: list[list[Any]] = []
+    group = GroupCommit(lambda events: batches.append(list(events)) or [True] * len(events))
+    group.linger = 0.1
+
+    # When one event arrives and no other
+    started = time.monotonic()
+    assert group.apply("alone") is True
+
+    # Then it was flushed alone once the wait was over, not before, and not much after
+    waited = time.monotonic() - started
+    assert batches == [["alone"]]
+    assert 0.1 <= waited < 1.0

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     relay_grace_seconds: float = Field(default=5.0, ge=0)
     relay_interval_seconds: float = Field(default=1.0, gt=0)
 
+    #: How long a projection's event that finds no other waiting waits for company before it
+    #: is applied alone (one store round trip for both; the read model lags by as much).
+    projection_linger_ms: float = Field(default=30.0, ge=0, le=1000)
+
     #: Every placed order starts an order-fulfilment saga (off: orders are confirmed upstream).
     fulfilment_saga: bool = True
     #: A fulfilment saga step not answered within this is compensated (stock, then order).

@@ -4,8 +4,12 @@ A worker process keeps one group per projection. A thread handling a projection 
 puts its event in and, if no flush of that projection is running, flushes: it takes the
 events waiting (up to ``LIMIT``), applies them with ``Projection.apply_batch`` (one bulk
 write per collection when they apply in turn), and hands each its outcome. Threads whose
-events arrived during a flush wait for it to end; the first of them flushes next. Nothing
-waits for a batch to fill: an event alone is flushed at once, as before.
+events arrived during a flush wait for it to end; the first of them flushes next. Under
+load the events queue up during each flush, so batches form by themselves. At a low rate
+each event would find itself alone and cost a round trip of its own: an event that finds
+no other waiting first waits up to ``linger`` (``projection_linger_ms``) for a second one,
+and is flushed as soon as one comes. Only the read model's lag pays for it, never a
+command or a saga step, which do not wait on projections.
 
 Each thread returns, and its message is acknowledged, only once the flush holding its event
 is done: with its own outcome. An event's own error (one that cannot be placed, say) fails
@@ -21,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from messages import Event
+from workers.runtime.settings import Settings
 
 #: Most events one flush applies.
 LIMIT = 200
@@ -42,10 +47,16 @@ class _Slot:
 class GroupCommit:
     """The events of one projection waiting in this process, and the flush applying them."""
 
-    def __init__(self, apply_batch: ApplyBatch, limit: int = LIMIT) -> None:
+    def __init__(
+        self, apply_batch: ApplyBatch, limit: int = LIMIT, linger: float | None = None
+    ) -> None:
         self._apply_batch = apply_batch
         self._limit = limit
+        #: Seconds a lone event waits for another (``None``: from the settings, when first
+        #: needed).
+        self.linger = linger
         self._lock = threading.Lock()
+        self._joined = threading.Condition(self._lock)
         self._waiting: list[_Slot] = []
         self._flushing = False
 
@@ -57,6 +68,8 @@ class GroupCommit:
             self._waiting.append(slot)
             slot.leads = not self._flushing
             self._flushing = True
+            if len(self._waiting) == 2:
+                self._joined.notify()  # a lone event waiting for company has it
         if not slot.leads:
             slot.ready.wait()  # for the outcome, or for the turn to flush
         if slot.outcome is None:
@@ -66,7 +79,10 @@ class GroupCommit:
         return bool(slot.outcome)
 
     def _flush(self) -> None:
+        linger = self._linger()
         with self._lock:
+            if linger and len(self._waiting) == 1:
+                self._joined.wait_for(lambda: len(self._waiting) > 1, linger)
             batch, self._waiting = self._waiting[: self._limit], self._waiting[self._limit :]
         try:
             outcomes = self._apply_batch([slot.event for slot in batch])
@@ -79,6 +95,11 @@ class GroupCommit:
             self._hand_over()
             for slot in batch:
                 slot.ready.set()
+
+    def _linger(self) -> float:
+        if self.linger is None:  # read once, when first needed (not at import)
+            self.linger = Settings().projection_linger_ms / 1000
+        return self.linger
 
     def _hand_over(self) -> None:
         """The turn to flush goes to the first event waiting, if any."""
