@@ -1,0 +1,103 @@
+"""Group commit: writes that threads of one process make at once go to the store together.
+
+Each thread puts its item in and, if no flush is running, flushes: it takes the items
+waiting (up to a limit), writes them with the group's ``flush`` (one store command for all),
+and hands each its outcome. Threads whose items arrived during a flush wait for it to end;
+the first of them flushes next. Under load items queue up during each flush, so batches form
+by themselves, and a thread whose item finds the store idle does not wait: an item alone is
+flushed at once, unless the group has a ``linger`` (then a lone item waits up to that long
+for a second one, and goes as soon as one comes).
+
+Each thread returns only once the flush holding its item is done, with its own outcome: the
+flush says it per item (an item's own failure is that item's only); a flush that fails as a
+whole fails every item in it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+#: An item's outcome as the flush tells it: its result, or its own error.
+Outcome = object
+Flush = Callable[[Sequence[T]], Sequence[Outcome]]
+
+
+@dataclass
+class _Slot(Generic[T]):
+    """One waiting item: its outcome once flushed, or the turn to flush."""
+
+    item: T
+    ready: threading.Event = field(default_factory=threading.Event)
+    outcome: Outcome | None = None
+    done: bool = False
+    leads: bool = False
+
+
+class Group(Generic[T]):
+    """The items waiting in this process to be written together, and the flush writing them."""
+
+    def __init__(self, flush: Flush[T], limit: int, linger: float | None = 0.0) -> None:
+        self._write = flush
+        self._limit = limit
+        #: Seconds a lone item waits for another (``None``: ask ``_linger`` when first needed).
+        self.linger = linger
+        self._lock = threading.Lock()
+        self._joined = threading.Condition(self._lock)
+        self._waiting: list[_Slot[T]] = []
+        self._flushing = False
+
+    def submit(self, item: T) -> Outcome:
+        """Write ``item`` with whatever else is waiting; its outcome, or its error raised."""
+        slot: _Slot[T] = _Slot(item)
+        with self._lock:
+            self._waiting.append(slot)
+            slot.leads = not self._flushing
+            self._flushing = True
+            if len(self._waiting) == 2:
+                self._joined.notify()  # a lone item waiting for company has it
+        if not slot.leads:
+            slot.ready.wait()  # for the outcome, or for the turn to flush
+        if not slot.done:
+            self._flush()
+        if isinstance(slot.outcome, BaseException):
+            raise slot.outcome
+        return slot.outcome
+
+    def default_linger(self) -> float:
+        """The linger of a group made with ``linger=None``."""
+        return 0.0
+
+    def _flush(self) -> None:
+        if self.linger is None:
+            self.linger = self.default_linger()
+        with self._lock:
+            if self.linger and len(self._waiting) == 1:
+                self._joined.wait_for(lambda: len(self._waiting) > 1, self.linger)
+            batch, self._waiting = self._waiting[: self._limit], self._waiting[self._limit :]
+        try:
+            outcomes = self._write([slot.item for slot in batch])
+            for slot, outcome in zip(batch, outcomes, strict=True):
+                slot.outcome = outcome
+        except BaseException as exc:  # the whole flush failed: every item in it fails
+            for slot in batch:
+                slot.outcome = exc
+        finally:
+            for slot in batch:
+                slot.done = True
+            self._hand_over()
+            for slot in batch:
+                slot.ready.set()
+
+    def _hand_over(self) -> None:
+        """The turn to flush goes to the first item waiting, if any."""
+        with self._lock:
+            if not self._waiting:
+                self._flushing = False
+                return
+            following = self._waiting[0]
+            following.leads = True
+        following.ready.set()
