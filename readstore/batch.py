@@ -5,7 +5,8 @@ position of its stream's document, filtered on the position one version before; 
 projection summing several streams, the steps on the sum's document too). When several
 events of a projection wait at once, ``apply_batch`` sends all their steps as one ordered
 ``bulk_write`` per collection, in stream and version order, so consecutive versions of one
-document in a batch apply in turn. A step that misses stops the bulk at that event (the
+document in a batch apply in turn (a batch of new documents alone: one insert, see
+``readstore.steps.insert_new``). A step that misses stops the bulk at that event (the
 store says which step: see ``readstore.steps``); the bulk goes on from the next event, and
 the event that missed goes through ``apply_one`` on its own (gap healing, parking,
 finishing an interrupted apply). Nothing is read when every step matches. An event that
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from messages import Event
 from messages.errors import PermanentError
-from readstore.steps import Step, run_steps
+from readstore.steps import Step, insert_new, run_steps
 
 if TYPE_CHECKING:
     from readstore.projection import Projection
@@ -56,7 +57,8 @@ def _write(projection: Projection, name: str, planned: list[tuple[int, list[Step
     groups = [steps for _, steps in planned]
     if projection.is_live():
         groups.append(projection.touched())
-    missed = run_steps(projection.database[name], groups)
+    collection = projection.database[name]
+    missed = run_steps(collection, insert_new(collection, groups))
     return [i for g, (i, _) in enumerate(planned) if g not in missed]
 
 

@@ -22,11 +22,15 @@ class Follow:
 
     ``collection`` names a side collection (``<model>_<collection>``) for streams whose
     documents are not the model's own (e.g. one document per order next to the customer's).
+    ``creates``: as a rule the stream's first event finds no document and creates it (no
+    other stream writes there first), so a batch may send that write as a plain insert
+    (``readstore.steps.insert_new``).
     """
 
     stream_type: str
     position: str = "_version"
     collection: str = ""
+    creates: bool = False
 
     def stream_id(self, key: str) -> str:
         return f"{self.stream_type}-{key}"

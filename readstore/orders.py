@@ -23,7 +23,7 @@ from readstore.projection import Projection, Update
 POSITION = "_version"
 #: The order's own stream, and its fulfilment streams (reservation, payment), by position.
 FOLLOWS = (
-    Follow("order", POSITION),
+    Follow("order", POSITION, creates=True),
     Follow("reservation", "_stock"),
     Follow("payment", "_payment"),
 )

@@ -41,7 +41,7 @@ from readstore.follows import Follow, Place, place
 from readstore.lease import rebuild_targets
 from readstore.memory import Memory
 from readstore.mongo import dig
-from readstore.steps import CREATE, REQUIRE, Step
+from readstore.steps import CREATE, REQUIRE, Step, plain
 
 Update = dict[str, dict[str, Any]]
 
@@ -215,7 +215,8 @@ class Projection:
         query[position] = {"$exists": False} if where.version == 1 else where.version - 1
         kind = CREATE if where.version == 1 else REQUIRE
         order = (where.stream_id, where.version)
-        return Step(self.collection_of(where.follow), query, update, kind, order)
+        fresh = where.version == 1 and where.follow.creates and plain(update)
+        return Step(self.collection_of(where.follow), query, update, kind, order, fresh=fresh)
 
     def apply_batch(self, events: Sequence[Event]) -> list[bool | Exception]:
         """Apply ``events`` as ``apply`` would, with one bulk write per collection when

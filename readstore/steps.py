@@ -13,6 +13,11 @@ says what a miss means:
 The store answers a miss with an error at that step's index, which stops the ordered
 bulk write there: the event's later steps do not run, and its outcome is exact without
 reading anything. The caller resumes the bulk at the next event's first step.
+
+A ``fresh`` step is the first write of a stream to a document that, as a rule, does not
+exist yet (``Follow.creates``): a batch made of such steps alone goes to the store as one
+plain insert (``insert_new``), which does less work than the upsert (no look-up, no update
+of a match). A step whose document exists after all is written as its upsert, next.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pymongo import UpdateOne
+from pymongo import InsertOne, UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
@@ -35,6 +40,8 @@ MAYBE: Kind = "maybe"
 MISSES = frozenset({11000, 66})
 #: An ``_id`` no document has: a required step's insert would set it, and fails.
 _NEVER = {"$never": "a required step inserts nothing"}
+#: The operators a fresh step may use: its insert is then the document its upsert makes.
+_PLAIN = frozenset({"$set", "$setOnInsert"})
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,9 @@ class Step:
     order: tuple[str, int] = field(default=("", 0), compare=False)
     #: The filters of the update's ``$[name]`` paths (``{"name.field": value}``), if any.
     array_filters: tuple[dict[str, Any], ...] = ()
+    #: A first write that, as a rule, finds no document: it may go as an insert (``plain``
+    #: updates of ``CREATE`` steps only).
+    fresh: bool = field(default=False, compare=False)
 
     def operation(self) -> UpdateOne:
         filters: list[Mapping[str, Any]] | None = list(self.array_filters) or None
@@ -59,6 +69,18 @@ class Step:
         insert = {**self.update.get("$setOnInsert", {}), "_id": _NEVER}
         update = {**self.update, "$setOnInsert": insert}
         return UpdateOne(self.query, update, upsert=True, array_filters=filters)
+
+    def insertion(self) -> InsertOne[Document]:
+        """The document this ``CREATE`` step's upsert inserts when there is none."""
+        fields = {**self.update.get("$setOnInsert", {}), **self.update.get("$set", {})}
+        return InsertOne({"_id": self.query["_id"], **fields})
+
+
+def plain(update: dict[str, Any]) -> bool:
+    """Whether ``update`` only sets top-level fields (its upsert's document is then
+    ``_id`` and those fields)."""
+    fields = [key for op in update.values() for key in op]
+    return set(update) <= _PLAIN and not any("." in key for key in fields)
 
 
 def run_steps(collection: Collection[Document], groups: Sequence[Sequence[Step]]) -> set[int]:
@@ -80,6 +102,31 @@ def run_steps(collection: Collection[Document], groups: Sequence[Sequence[Step]]
         except BulkWriteError as exc:
             start = _resume(exc, start, owner, starts, missed)
     return missed
+
+
+def insert_new(
+    collection: Collection[Document], groups: Sequence[Sequence[Step]]
+) -> list[list[Step]]:
+    """When every group is one ``fresh`` step, insert their documents in one unordered
+    command; ``groups`` without the steps inserted. A step whose document exists stays,
+    to be written as its upsert (which then applies it, or misses)."""
+    held = [g for g, group in enumerate(groups) if group]
+    if not held or any(len(groups[g]) > 1 or not groups[g][0].fresh for g in held):
+        return [list(group) for group in groups]
+    try:
+        collection.bulk_write([groups[g][0].insertion() for g in held], ordered=False)
+        met: set[int] = set()
+    except BulkWriteError as exc:
+        met = {held[i] for i in _existing(exc)}
+    return [list(group) if g in met else [] for g, group in enumerate(groups)]
+
+
+def _existing(exc: BulkWriteError) -> set[int]:
+    """The inserts that met a document with their ``_id``; any other error is raised."""
+    errors = exc.details["writeErrors"]
+    if exc.details.get("writeConcernErrors") or any(e["code"] != 11000 for e in errors):
+        raise exc
+    return {e["index"] for e in errors}
 
 
 def _resume(

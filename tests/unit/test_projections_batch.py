@@ -13,6 +13,7 @@ import pytest
 from pymongo import MongoClient, monitoring
 
 from messages.errors import UnplaceableEvent
+from messages.inventory import StockLine, StockReserved, reservation_stream
 from messages.orders import OrderConfirmed, order_stream
 from readstore.analytics import OrderAnalytics
 from readstore.customers import CustomerProfiles
@@ -79,23 +80,93 @@ def orders_in_store(store: EventStore, count: int) -> list[Any]:
     return events
 
 
-def test_events_that_apply_in_turn_take_one_write_per_collection(mongo_url, database):
-    # Given ten orders placed and confirmed, and a client that records its commands
-    events = orders_in_store(EventStore(database), 10)
+def summaries_recorded(mongo_url: str, database: Any, events: list[Any]) -> tuple[Any, list[str]]:
+    """``events`` applied to the order summaries as one batch, on a client that records its
+    commands; the outcomes, and the names of the commands sent to the summaries."""
     listener = Updates()
     client: MongoClient[Any] = MongoClient(
         mongo_url, tz_aware=True, uuidRepresentation="standard", event_listeners=[listener]
     )
-
-    # When their 20 events are applied as one batch
     outcomes = OrderSummaries(client[database.name]).apply_batch(events)
     client.close()
+    return outcomes, [name for name, target in listener.commands if target == "order_summary"]
+
+
+def test_events_that_apply_in_turn_take_one_write_per_collection(mongo_url, database):
+    # Given ten orders placed and confirmed
+    events = orders_in_store(EventStore(database), 10)
+
+    # When their 20 events are applied as one batch
+    outcomes, on_summaries = summaries_recorded(mongo_url, database, events)
 
     # Then all were applied with one write to the summaries, and nothing read there first
     assert outcomes == [True] * 20
-    on_summaries = [name for name, target in listener.commands if target == "order_summary"]
     assert on_summaries == ["update"]
     assert {d["status"] for d in database.order_summary.find()} == {"confirmed"}
+
+
+def placements_in_store(store: EventStore, count: int) -> list[Any]:
+    """``count`` orders placed, in the store; their ``OrderPlaced`` each."""
+    events = []
+    for _ in range(count):
+        command = place_order(uuid.uuid4(), ("SKU-1", 1, "2.00"))
+        store.append(order_stream(command.order_id), 0, [order_placed(command)])
+        events += read_stream(store.database, order_stream(command.order_id))
+    return events
+
+
+def test_a_batch_of_new_orders_is_one_insert_of_their_summaries(mongo_url, database):
+    # Given five orders placed
+    events = placements_in_store(EventStore(database), 5)
+
+    # When their placements are applied as one batch
+    outcomes, on_summaries = summaries_recorded(mongo_url, database, events)
+
+    # Then one insert wrote the five summaries, each as one by one would have
+    assert outcomes == [True] * 5
+    assert on_summaries == ["insert"]
+    one_by_one = OrderSummaries(database, collection="order_summary_one_by_one")
+    for event in events:
+        one_by_one.apply(event)
+    assert dump_collection(database.order_summary) == dump_collection(
+        database.order_summary_one_by_one
+    )
+
+
+def test_a_new_order_whose_summary_exists_already_is_applied_by_its_update(database):
+    # Given an order whose reservation reached its summary before its placement did
+    placed, other = placements_in_store(EventStore(database), 2)
+    lines = (StockLine(sku="SKU-1", quantity=1),)
+    reserved = StockReserved(order_id=placed.order_id, lines=lines)
+    EventStore(database).append(reservation_stream(placed.order_id), 0, [reserved])
+    OrderSummaries(database).apply(read_stream(database, reservation_stream(placed.order_id))[0])
+
+    # When its placement comes in a batch of new orders, twice
+    outcomes = OrderSummaries(database).apply_batch([placed, other, placed])
+
+    # Then it was applied once, next to the reservation, and the other order too
+    assert outcomes == [True, True, False]
+    doc = database.order_summary.find_one({"_id": str(placed.order_id)})
+    assert doc["_version"] == 1 and doc["_stock"] == 1 and doc["status"] == "pending"
+    assert database.order_summary.count_documents({"_version": 1}) == 2
+
+
+def test_a_redelivered_new_order_in_a_batch_is_found_applied(database):
+    # Given an order placed and applied
+    first, second = placements_in_store(EventStore(database), 2)
+    OrderSummaries(database).apply(first)
+    before = database.order_summary.find_one({"_id": str(first.order_id)})
+
+    # When its placement comes again in a batch of new orders
+    outcomes = OrderSummaries(database).apply_batch([first, second])
+
+    # Then it changed nothing, and the new one was applied
+    assert outcomes == [False, True]
+    assert database.order_summary.find_one({"_id": str(first.order_id)}) == before
+
+
+def dump_collection(collection: Any) -> list[Any]:
+    return sorted(collection.find(), key=lambda d: str(d["_id"]))
 
 
 def test_an_event_that_cannot_be_placed_fails_alone_in_its_batch(database):
