@@ -1,10 +1,12 @@
 """Dramatiq's own Prometheus middleware (messages, errors, retries, durations per actor), tamed.
 
-Two changes to Dramatiq's: no exposition server of its own (it would listen on every
+Three changes to Dramatiq's: no exposition server of its own (it would listen on every
 interface; the console's ``/metrics`` and ``sagaworks status --serve`` serve these figures),
 and setting up its metrics leaves this process's environment as it was, so an in-process
 worker (the demo, the tests) keeps its counters in memory. Worker processes started by
-``sagaworks worker`` write them to Dramatiq's shared directory, read at scrape time.
+``sagaworks worker`` write them to Dramatiq's shared directory, read at scrape time. And a
+message handled before the process set the metrics up (a broker whose process boot it did
+not see) is not counted, where Dramatiq's logs an error for every hook of every message.
 """
 
 from __future__ import annotations
@@ -43,6 +45,40 @@ class DramatiqMetrics(Prometheus):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+    def _ready(self) -> bool:
+        return getattr(self, "message_durations", None) is not None
+
+    def after_nack(self, broker: Any, message: Any) -> None:
+        if self._ready():
+            super().after_nack(broker, message)  # type: ignore[no-untyped-call]
+
+    def after_enqueue(self, broker: Any, message: Any, delay: int | None) -> None:
+        if self._ready():
+            super().after_enqueue(broker, message, delay)  # type: ignore[no-untyped-call]
+
+    def before_delay_message(self, broker: Any, message: Any) -> None:
+        if self._ready():
+            super().before_delay_message(broker, message)  # type: ignore[no-untyped-call]
+
+    def before_process_message(self, broker: Any, message: Any) -> None:
+        if self._ready():
+            super().before_process_message(broker, message)  # type: ignore[no-untyped-call]
+
+    def after_process_message(
+        self,
+        broker: Any,
+        message: Any,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        if self._ready():
+            super().after_process_message(  # type: ignore[no-untyped-call]
+                broker, message, result=result, exception=exception
+            )
+
+    after_skip_message = after_process_message
 
     def collect(self) -> Iterator[Metric]:
         """This process's figures (none before the process booted)."""
