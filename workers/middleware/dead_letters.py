@@ -102,6 +102,7 @@ class DeadLetters(Middleware):
         log.warning(
             "deadletter.recorded",
             error=failure.error_type,
+            cause=failure.cause,
             attempts=failure.attempts,
             group=failure.fingerprint,
         )
