@@ -10,7 +10,8 @@ document in a batch apply in turn (a batch of new documents alone: one insert, s
 store says which step: see ``readstore.steps``); the bulk goes on from the next event, and
 the event that missed goes through ``apply_one`` on its own (gap healing, parking,
 finishing an interrupted apply). Nothing is read when every step matches. An event that
-cannot be placed, or fails on its own, is that event's error only.
+cannot be placed, fails on its own, or whose write the store refuses (a document broken by
+hand, say) is that event's error only: the bulk goes on with the next event.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from pymongo.errors import WriteError
 
 from messages import Event
 from messages.errors import PermanentError
@@ -42,24 +45,30 @@ def apply_batch(projection: Projection, events: Sequence[Event]) -> list[Outcome
             continue
         by_collection[steps[0].collection].append((i, steps))
     for name, planned in by_collection.items():
-        for i in _write(projection, name, planned):
-            outcomes[i] = True
+        for i, outcome in _write(projection, name, planned).items():
+            outcomes[i] = outcome
     rest = [i for i, o in enumerate(outcomes) if o is False]
     for i in _in_stream_order(events, rest):
         outcomes[i] = _alone(projection, events[i])
     return outcomes
 
 
-def _write(projection: Projection, name: str, planned: list[tuple[int, list[Step]]]) -> list[int]:
-    """Write the ``planned`` events' steps to collection ``name``; the indexes of the events
-    this write applied (with, for the live model, its ``touched`` steps after them)."""
+def _write(
+    projection: Projection, name: str, planned: list[tuple[int, list[Step]]]
+) -> dict[int, Outcome]:
+    """Write the ``planned`` events' steps to collection ``name`` (with, for the live model,
+    its ``touched`` steps after them); by event index: ``True`` for those this write applied,
+    the store's error for those whose own write it refused (the others missed a step)."""
     planned = sorted(planned, key=lambda item: max(step.order for step in item[1]))
     groups = [steps for _, steps in planned]
     if projection.is_live():
         groups.append(projection.touched())
     collection = projection.database[name]
-    missed = run_steps(collection, insert_new(collection, groups))
-    return [i for g, (i, _) in enumerate(planned) if g not in missed]
+    failed: dict[int, WriteError] = {}
+    missed = run_steps(collection, insert_new(collection, groups), failed)
+    if len(planned) in failed:  # the touched steps: no event's own
+        raise failed[len(planned)]
+    return {i: failed.get(g, True) for g, (i, _) in enumerate(planned) if g not in missed}
 
 
 def _in_stream_order(events: Sequence[Event], indexes: list[int]) -> list[int]:

@@ -12,7 +12,10 @@ says what a miss means:
 
 The store answers a miss with an error at that step's index, which stops the ordered
 bulk write there: the event's later steps do not run, and its outcome is exact without
-reading anything. The caller resumes the bulk at the next event's first step.
+reading anything. The caller resumes the bulk at the next event's first step. Any other
+refusal of one step (a document someone broke by hand, one that would outgrow the store's
+limit) is that event's own failure in the same way: a caller that collects failures gets
+the error for that event, and the bulk resumes at the next one.
 
 A ``fresh`` step is the first write of a stream to a document that, as a rule, does not
 exist yet (``Follow.creates``): a batch made of such steps alone goes to the store as one
@@ -28,7 +31,7 @@ from typing import Any, Literal
 
 from pymongo import InsertOne, UpdateOne
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, WriteError
 
 from readstore.db import Document
 
@@ -83,9 +86,15 @@ def plain(update: dict[str, Any]) -> bool:
     return set(update) <= _PLAIN and not any("." in key for key in fields)
 
 
-def run_steps(collection: Collection[Document], groups: Sequence[Sequence[Step]]) -> set[int]:
+def run_steps(
+    collection: Collection[Document],
+    groups: Sequence[Sequence[Step]],
+    failed: dict[int, WriteError] | None = None,
+) -> set[int]:
     """Run each group's steps in order, all groups in one ordered bulk write (more only
-    after a miss); the indexes of the groups that missed a step (their later steps skipped)."""
+    after a miss); the indexes of the groups that missed a step (their later steps skipped).
+    With ``failed``, a group whose step the store refused for another reason gets its error
+    there and the rest run; without it, that error is raised."""
     ops: list[UpdateOne] = []
     owner: list[int] = []
     starts: list[int] = []
@@ -100,7 +109,7 @@ def run_steps(collection: Collection[Document], groups: Sequence[Sequence[Step]]
             collection.bulk_write(ops[start:], ordered=True)
             return missed
         except BulkWriteError as exc:
-            start = _resume(exc, start, owner, starts, missed)
+            start = _resume(exc, start, owner, starts, missed, failed=failed)
     return missed
 
 
@@ -115,27 +124,41 @@ def insert_new(
         return [list(group) for group in groups]
     try:
         collection.bulk_write([groups[g][0].insertion() for g in held], ordered=False)
-        met: set[int] = set()
+        kept: set[int] = set()
     except BulkWriteError as exc:
-        met = {held[i] for i in _existing(exc)}
-    return [list(group) if g in met else [] for g, group in enumerate(groups)]
+        kept = {held[i] for i in _not_inserted(exc)}
+    return [list(group) if g in kept else [] for g, group in enumerate(groups)]
 
 
-def _existing(exc: BulkWriteError) -> set[int]:
-    """The inserts that met a document with their ``_id``; any other error is raised."""
-    errors = exc.details["writeErrors"]
-    if exc.details.get("writeConcernErrors") or any(e["code"] != 11000 for e in errors):
+def _not_inserted(exc: BulkWriteError) -> set[int]:
+    """The inserts the store refused: one that met a document with its ``_id`` (its upsert
+    then applies it or misses), or any other refusal of that document alone (its upsert
+    then meets it again, as that group's own error). A write concern not met is raised."""
+    if exc.details.get("writeConcernErrors"):
         raise exc
-    return {e["index"] for e in errors}
+    return {e["index"] for e in exc.details["writeErrors"]}
 
 
 def _resume(
-    exc: BulkWriteError, start: int, owner: list[int], starts: list[int], missed: set[int]
+    exc: BulkWriteError,
+    start: int,
+    owner: list[int],
+    starts: list[int],
+    missed: set[int],
+    *,
+    failed: dict[int, WriteError] | None,
 ) -> int:
-    """Record the group whose step missed; where the bulk goes on (its next group)."""
+    """Record the group whose step missed (or, with ``failed``, was refused); where the
+    bulk goes on (its next group)."""
     errors = exc.details["writeErrors"]
-    if len(errors) != 1 or errors[0]["code"] not in MISSES:
+    if len(errors) != 1 or exc.details.get("writeConcernErrors"):
         raise exc
-    group = owner[start + errors[0]["index"]]
-    missed.add(group)
+    (error,) = errors
+    group = owner[start + error["index"]]
+    if error["code"] in MISSES:
+        missed.add(group)
+    elif failed is not None:
+        failed[group] = WriteError(error.get("errmsg", ""), error["code"], error)
+    else:
+        raise exc
     return starts[group + 1] if group + 1 < len(starts) else len(owner)

@@ -11,9 +11,16 @@ from typing import Any
 
 import pytest
 from pymongo import MongoClient, monitoring
+from pymongo.errors import AutoReconnect, BulkWriteError, OperationFailure
 
 from messages.errors import UnplaceableEvent
-from messages.inventory import StockLine, StockReserved, reservation_stream
+from messages.inventory import (
+    StockAdded,
+    StockLine,
+    StockReserved,
+    reservation_stream,
+    sku_stream,
+)
 from messages.orders import OrderConfirmed, order_stream
 from readstore.analytics import OrderAnalytics
 from readstore.customers import CustomerProfiles
@@ -25,7 +32,7 @@ from readstore.verify import verify_projection
 from tests.readside import seed_fulfilment
 from tests.support import order_placed, place_order
 from tests.unit.test_rebuild import KINDS, dump
-from workers.subscribers.projections_batch import GroupCommit
+from workers.subscribers.projections_batch import GroupCommit, store_away
 from workers.write.eventstore import EventStore
 
 
@@ -208,6 +215,28 @@ def test_an_event_ahead_of_its_stream_in_a_batch_heals_the_gap(database):
     assert doc["status"] == "confirmed" and doc["_version"] == 2 and doc["total"] is not None
 
 
+def test_a_documents_own_write_error_fails_only_its_event_in_a_batch(database):
+    # Given stock added to two SKUs, applied, and one SKU's document broken by hand
+    store = EventStore(database)
+    for sku in ("SKU-A", "SKU-B"):
+        store.append(sku_stream(sku), 0, [StockAdded(sku=sku, quantity=5)])
+        store.append(sku_stream(sku), 1, [StockAdded(sku=sku, quantity=7)])
+    first, second = ([], [])
+    for sku in ("SKU-A", "SKU-B"):
+        added, more = read_stream(database, sku_stream(sku))
+        InventoryLevels(database).apply(added)
+        (first if sku == "SKU-A" else second).append(more)
+    database.inventory_levels.update_one({"_id": "SKU-A"}, {"$set": {"added": "five"}})
+
+    # When both SKUs' next events come in one batch, the broken one first
+    outcomes = InventoryLevels(database).apply_batch([*first, *second])
+
+    # Then the broken SKU's event failed with the store's refusal, the other was applied
+    assert isinstance(outcomes[0], OperationFailure)
+    assert outcomes[1] is True
+    assert database.inventory_levels.find_one({"_id": "SKU-B"})["added"] == 12
+
+
 class Held:
     """A batch applier that holds its first flush until ``release``, recording each batch."""
 
@@ -297,6 +326,47 @@ def test_a_flush_that_fails_fails_every_event_in_it():
     assert all(isinstance(r, ConnectionError) for r in results.values())
 
 
+def test_a_flush_refused_for_one_event_fails_only_that_events_message():
+    # Given a write that refuses a whole batch holding a bad event (as a store may)
+    flushed: list[list[Any]] = []
+
+    def strict(events: Any) -> list[bool | Exception]:
+        flushed.append(list(events))
+        if "bad" in events:
+            raise ValueError("document too large")
+        return [True for _ in events]
+
+    group = GroupCommit(strict, linger=0.2)
+
+    # When a good and a bad event are flushed together
+    results, threads = submit_all(group, ["good", "bad"])
+    for thread in threads:
+        thread.join(5)
+
+    # Then each was tried alone after the batch failed: only the bad one's message fails
+    assert results["good"] is True
+    assert isinstance(results["bad"], ValueError)
+    assert sorted(map(sorted, flushed)) == [["bad"], ["bad", "good"], ["good"]]
+
+
+def test_a_flush_that_fails_because_the_store_is_away_is_not_tried_event_by_event():
+    # Given a store that cannot be reached
+    flushed: list[list[Any]] = []
+
+    def away(events: Any) -> list[bool | Exception]:
+        flushed.append(list(events))
+        raise AutoReconnect("connection refused")
+
+    # When two events are flushed together
+    results, threads = submit_all(GroupCommit(away, linger=0.2), ["x", "y"])
+    for thread in threads:
+        thread.join(5)
+
+    # Then one attempt failed them both: nothing is hammered while the store is down
+    assert all(isinstance(r, AutoReconnect) for r in results.values())
+    assert len(flushed) == 1
+
+
 @pytest.mark.parametrize("kind", [OrderAnalytics, CustomerProfiles, InventoryLevels], ids=str)
 def test_a_batch_that_applies_in_turn_is_one_store_command(mongo_url, database, kind):
     # Given orders through fulfilment in the store, each projection's events in stream order
@@ -362,3 +432,20 @@ def test_a_lone_event_nobody_joins_is_flushed_after_the_wait():
     waited = time.monotonic() - started
     assert batches == [["alone"]]
     assert 0.1 <= waited < 1.0
+
+
+@pytest.mark.parametrize(
+    ("error", "away"),
+    [
+        (AutoReconnect("refused"), True),
+        (ConnectionError("reset"), True),
+        (BulkWriteError({"writeErrors": [], "writeConcernErrors": [{"code": 64}]}), True),
+        (BulkWriteError({"writeErrors": [{"index": 0, "code": 14}]}), False),
+        (OperationFailure("too large", 10334), False),
+        (ValueError("cannot encode"), False),
+    ],
+    ids=repr,
+)
+def test_only_an_error_of_the_store_being_away_fails_a_flush_as_a_whole(error, away):
+    assert store_away(error) is away
+    assert GroupCommit(lambda events: []).divisible(error) is not away

@@ -9,8 +9,10 @@ flushed at once, unless the group has a ``linger`` (then a lone item waits up to
 for a second one, and goes as soon as one comes).
 
 Each thread returns only once the flush holding its item is done, with its own outcome: the
-flush says it per item (an item's own failure is that item's only); a flush that fails as a
-whole fails every item in it.
+flush says it per item (an item's own failure is that item's only). A flush that fails as a
+whole fails every item in it, unless the group says the error may be one item's fault
+(``divisible``): then each item is written alone, so that only the one at fault fails and
+the others are not retried, and in the end dead-lettered, for a neighbour's sake.
 """
 
 from __future__ import annotations
@@ -71,6 +73,11 @@ class Group(Generic[T]):
         """The linger of a group made with ``linger=None``."""
         return 0.0
 
+    def divisible(self, error: BaseException) -> bool:
+        """Whether a flush of several items that failed as a whole with ``error`` may have
+        failed for one of them (then each is written alone); never, by default."""
+        return False
+
     def _flush(self) -> None:
         if self.linger is None:
             self.linger = self.default_linger()
@@ -82,15 +89,23 @@ class Group(Generic[T]):
             outcomes = self._write([slot.item for slot in batch])
             for slot, outcome in zip(batch, outcomes, strict=True):
                 slot.outcome = outcome
-        except BaseException as exc:  # the whole flush failed: every item in it fails
+        except BaseException as exc:  # the whole flush failed
+            divided = len(batch) > 1 and self.divisible(exc)
             for slot in batch:
-                slot.outcome = exc
+                slot.outcome = self._alone(slot.item) if divided else exc
         finally:
             for slot in batch:
                 slot.done = True
             self._hand_over()
             for slot in batch:
                 slot.ready.set()
+
+    def _alone(self, item: T) -> Outcome:
+        """``item`` written in a flush of its own: its outcome, or its error."""
+        try:
+            return self._write([item])[0]
+        except Exception as exc:
+            return exc
 
     def _hand_over(self) -> None:
         """The turn to flush goes to the first item waiting, if any."""

@@ -13,15 +13,26 @@ and is flushed as soon as one comes. Only the read model's lag pays for it, neve
 command or a saga step, which do not wait on projections.
 
 Each thread returns, and its message is acknowledged, only once the flush holding its event
-is done: with its own outcome. An event's own error (one that cannot be placed, say) fails
-its message only; a flush that fails as a whole (the store unreachable) fails every message
-in it, and each is retried. Per-stream order and idempotency are the positions' (see
+is done: with its own outcome. An event's own error (one that cannot be placed, a document
+the store refuses to change) fails its message only. A flush that fails as a whole because
+the store is away (unreachable, timed out, a write concern not met) fails every message in
+it, and each is retried; one that fails as a whole for any other reason may be one event's
+fault (a write the driver refuses before sending, say), so each event is applied alone and
+only the one at fault fails. Per-stream order and idempotency are the positions' (see
 ``readstore.projection``): a batch may hold a stream's events in any order, or twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    ExecutionTimeout,
+    PyMongoError,
+    WriteConcernError,
+)
 
 from messages import Event
 from workers.runtime.group import Group
@@ -50,3 +61,17 @@ class GroupCommit(Group[Event]):
     def default_linger(self) -> float:
         """``projection_linger_ms``, read once, when first needed (not at import)."""
         return Settings().projection_linger_ms / 1000
+
+    def divisible(self, error: BaseException) -> bool:
+        """Any error but the store's being away may be one event's fault."""
+        return isinstance(error, Exception) and not store_away(error)
+
+
+def store_away(error: BaseException) -> bool:
+    """Whether ``error`` says the store could not take the write (not that it refused it)."""
+    if isinstance(error, BulkWriteError):
+        return bool(error.details.get("writeConcernErrors"))
+    if isinstance(error, PyMongoError) and error.has_error_label("RetryableWriteError"):
+        return True
+    away = (ConnectionFailure, ExecutionTimeout, WriteConcernError, OSError)
+    return isinstance(error, away)
