@@ -8,7 +8,9 @@ by themselves, and a thread whose item finds the store idle does not wait: an it
 flushed at once, unless the group has a ``linger`` (then a lone item waits up to that long
 for a second one, and goes as soon as one comes).
 
-Each thread returns only once the flush holding its item is done, with its own outcome: the
+A thread interrupted while it waits (Dramatiq's time limit, a shutdown) takes its item back,
+and passes the turn to flush on if it was its own. Each thread returns only once the flush
+holding its item is done, with its own outcome: the
 flush says it per item (an item's own failure is that item's only). A flush that fails as a
 whole fails every item in it, unless the group says the error may be one item's fault
 (``divisible``): then each item is written alone, so that only the one at fault fails and
@@ -61,10 +63,14 @@ class Group(Generic[T]):
             self._flushing = True
             if len(self._waiting) == 2:
                 self._joined.notify()  # a lone item waiting for company has it
-        if not slot.leads:
-            slot.ready.wait()  # for the outcome, or for the turn to flush
-        if not slot.done:
-            self._flush()
+        try:
+            if not slot.leads:
+                slot.ready.wait()  # for the outcome, or for the turn to flush
+            if not slot.done:
+                self._flush()
+        except BaseException:  # interrupted while waiting (a time limit, a shutdown)
+            self._withdraw(slot)
+            raise
         if isinstance(slot.outcome, BaseException):
             raise slot.outcome
         return slot.outcome
@@ -81,24 +87,43 @@ class Group(Generic[T]):
     def _flush(self) -> None:
         if self.linger is None:
             self.linger = self.default_linger()
-        with self._lock:
-            if self.linger and len(self._waiting) == 1:
-                self._joined.wait_for(lambda: len(self._waiting) > 1, self.linger)
-            batch, self._waiting = self._waiting[: self._limit], self._waiting[self._limit :]
+        batch: list[_Slot[T]] = []
         try:
+            with self._lock:
+                if self.linger and len(self._waiting) == 1:
+                    self._joined.wait_for(lambda: len(self._waiting) > 1, self.linger)
+                batch, self._waiting = self._waiting[: self._limit], self._waiting[self._limit :]
             outcomes = self._write([slot.item for slot in batch])
             for slot, outcome in zip(batch, outcomes, strict=True):
                 slot.outcome = outcome
-        except BaseException as exc:  # the whole flush failed
+        except BaseException as exc:  # the whole flush failed, or this thread was interrupted
+            if not batch:
+                raise  # before it took any item: its own is withdrawn by ``submit``
             divided = len(batch) > 1 and self.divisible(exc)
             for slot in batch:
                 slot.outcome = self._alone(slot.item) if divided else exc
         finally:
-            for slot in batch:
-                slot.done = True
-            self._hand_over()
-            for slot in batch:
-                slot.ready.set()
+            if batch:
+                self._finish(batch)
+
+    def _finish(self, batch: list[_Slot[T]]) -> None:
+        """The flush of ``batch`` is over: the turn to flush goes on, its threads return."""
+        for slot in batch:
+            slot.done = True
+        self._hand_over()
+        for slot in batch:
+            slot.ready.set()
+
+    def _withdraw(self, slot: _Slot[T]) -> None:
+        """Take back the item of a thread interrupted before its flush; if the turn to flush
+        was its, it goes to the next item (the others would otherwise wait for good)."""
+        with self._lock:
+            if not any(waiting is slot for waiting in self._waiting):
+                return  # in a flush already: the flushing thread hands its turn on
+            self._waiting = [waiting for waiting in self._waiting if waiting is not slot]
+            if not slot.leads:
+                return
+        self._hand_over()
 
     def _alone(self, item: T) -> Outcome:
         """``item`` written in a flush of its own: its outcome, or its error."""
