@@ -99,9 +99,11 @@ class Group(Generic[T]):
         except BaseException as exc:  # the whole flush failed, or this thread was interrupted
             if not batch:
                 raise  # before it took any item: its own is withdrawn by ``submit``
-            divided = len(batch) > 1 and self.divisible(exc)
-            for slot in batch:
-                slot.outcome = self._alone(slot.item) if divided else exc
+            for slot in batch:  # each item's failure, unless written alone below
+                slot.outcome = exc
+            if len(batch) > 1 and self.divisible(exc):
+                for slot in batch:
+                    slot.outcome = self._alone(slot.item)
         finally:
             if batch:
                 self._finish(batch)
