@@ -58,6 +58,13 @@ def register(subparsers: Any) -> None:
     )
     bench.add_argument("--orders", type=int, default=300, help="--saga: orders (default 300)")
     bench.add_argument(
+        "--no-read-models",
+        dest="read_models",
+        action="store_false",
+        help="--saga: publish the events to the saga alone, none to the projections "
+        "(the write side's ceiling; worker in this process only)",
+    )
+    bench.add_argument(
         "--rate", type=float, default=10.0, help="--saga: orders per second (0: all at once)"
     )
     add_json_flag(bench)
@@ -212,7 +219,11 @@ def run_bench(args: argparse.Namespace) -> int:
         from workers.workloads.bench_saga import run as run_saga  # noqa: PLC0415
 
         report = run_saga(
-            orders=args.orders, rate=args.rate, threads=args.threads, processes=args.processes
+            orders=args.orders,
+            rate=args.rate,
+            threads=args.threads,
+            processes=args.processes,
+            read_models=args.read_models,
         )
         text = report.pop("_text", "")
         emit(args, report, lambda _: text)

@@ -17,7 +17,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -203,17 +204,25 @@ class _Bench:
         self.worker.pause()
         assert all(registered), "the bench customers were not registered"
         actors = {"handle_order_command", "project_order_summary", "project_customer_profile"}
-        saved = list(outbox.SUBSCRIBERS)
         # The pipeline under test: the command and its two read models, nothing downstream.
-        outbox.SUBSCRIBERS[:] = [(a, t) for a, t in saved if a.actor_name in actors]
-        try:
+        with subscribers_only(actors.__contains__):
             for command in _orders(commands, [c.customer_id for c in customers]):
                 self.broker.enqueue(envelope(command))
             result = self._timed(actors, commands * 3)
-        finally:
-            outbox.SUBSCRIBERS[:] = saved
         result["round_trips_per_command"] = round(result["round_trips"] / commands, 2)
         return result
+
+
+@contextmanager
+def subscribers_only(keep: Callable[[str], bool]) -> Iterator[None]:
+    """Inside the block, events are published only to the subscribers whose actor name
+    ``keep`` keeps (a bench's pipeline and nothing else)."""
+    saved = list(outbox.SUBSCRIBERS)
+    outbox.SUBSCRIBERS[:] = [(a, t) for a, t in saved if keep(a.actor_name)]
+    try:
+        yield
+    finally:
+        outbox.SUBSCRIBERS[:] = saved
 
 
 def _noop(_: Any) -> None:

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -40,7 +41,7 @@ from workers.runtime.broker import delete_queues
 from workers.runtime.embedded import EmbeddedMongo
 from workers.runtime.progress import progress_bar
 from workers.runtime.settings import Settings
-from workers.workloads.bench import DEFAULT_AMQP, ORDERS_PER_CUSTOMER
+from workers.workloads.bench import DEFAULT_AMQP, ORDERS_PER_CUSTOMER, subscribers_only
 from workers.workloads.instruments import Ledger, render, table
 from workers.workloads.isolation import isolated
 from workers.write.writebehind import WRITE_BEHIND
@@ -48,12 +49,19 @@ from workers.write.writebehind import WRITE_BEHIND
 SKUS = [f"BENCH-{i:02d}" for i in range(10)]
 
 
-def run(orders: int, rate: float, threads: int, processes: int = 0) -> dict[str, Any]:
+def run(
+    orders: int, rate: float, threads: int, processes: int = 0, *, read_models: bool = True
+) -> dict[str, Any]:
     """One process (``processes=0``: the worker runs in this process, and round trips and
     messages are counted in it), or ``processes`` worker processes started as ``sagaworks
     worker`` (latency and throughput; the per-order counts come from a 100-order run in
-    this process first: they do not depend on how many processes share the work)."""
+    this process first: they do not depend on how many processes share the work).
+
+    ``read_models=False`` publishes the events to the saga alone, none to the projections:
+    the write side's ceiling, to compare with the whole (in this process only)."""
     if processes > 0:
+        if not read_models:
+            raise ValueError("the read models can be left out only with the worker in process")
         counted = run(min(orders, 100), rate, threads)
         report = _run_in_processes(orders, rate, threads, processes)
         for key in COUNTED:
@@ -74,9 +82,10 @@ def run(orders: int, rate: float, threads: int, processes: int = 0) -> dict[str,
     try:
         customers = _set_up(orders)
         ledger.reset()
-        sent = _place(orders, rate, customers)
-        docs = _wait(SagaStore(observer[settings.mongodb_db]), set(sent), timeout=60 + orders)
-        _settle(ledger, settings.saga_step_deadline_seconds)
+        with subscribers_only(_subscribed(read_models)):
+            sent = _place(orders, rate, customers)
+            docs = _wait(SagaStore(observer[settings.mongodb_db]), set(sent), timeout=60 + orders)
+            _settle(ledger, settings.saga_step_deadline_seconds)
         _write_behind()
     finally:
         worker.stop()
@@ -85,7 +94,16 @@ def run(orders: int, rate: float, threads: int, processes: int = 0) -> dict[str,
         observer.close()
         _close(runtime, embedded, settings)
     report = _report(sent, docs, rate=rate, threads=threads, settings=settings)
+    report["read_models"] = read_models
     return _attribute(report, ledger, threads)
+
+
+def _subscribed(read_models: bool) -> Callable[[str], bool]:
+    """Which subscribers the orders' events go to: all, or all but the projections."""
+    from workers.subscribers.projections import PROJECTIONS  # noqa: PLC0415 -- after boot
+
+    projections = {actor.actor_name for _, actor in PROJECTIONS.values()}
+    return lambda actor_name: read_models or actor_name not in projections
 
 
 MAX_SETTLE_SECONDS = 60
@@ -279,6 +297,7 @@ def _report(
         "latency_ms_p99": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
         "worker_threads": threads,
         "worker_processes": 1,
+        "read_models": True,
         "store": settings.describe()["mongodb"],
         "broker": settings.describe()["amqp"],
     }
@@ -288,6 +307,8 @@ def _report(
 
 def _text(report: dict[str, Any]) -> str:
     where = f"{report['worker_processes']} worker process(es) x {report['worker_threads']} threads"
+    if report.get("read_models") is False:
+        where += ", read models left out (the write side alone)"
     lines = [
         f"sagaworks bench --saga: {report['orders']} orders at {report['arrival_rate']}/s, "
         + where,

@@ -1,0 +1,44 @@
+"""`sagaworks bench --saga --no-read-models`: the write side's ceiling, with the projections
+sent nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import AMQP_URL, require_rabbitmq
+
+SAGAWORKS = str(Path(sys.executable).parent / "sagaworks")
+
+
+def bench(mongo_url: str, *flags: str) -> dict[str, object]:
+    env = {**os.environ, "SAGAWORKS_AMQP_URL": AMQP_URL, "SAGAWORKS_MONGODB_URL": mongo_url}
+    command = [SAGAWORKS, "bench", "--saga", "--orders", "12", "--rate", "0", "--json", *flags]
+    done = subprocess.run(command, env=env, capture_output=True, timeout=240, check=True)
+    report: dict[str, object] = json.loads(done.stdout)
+    return report
+
+
+def steps(report: dict[str, object]) -> set[str]:
+    rows = report["steps"]
+    assert isinstance(rows, list)
+    return {row["step"] for row in rows}
+
+
+def test_without_read_models_the_orders_complete_and_no_projection_is_sent_an_event(
+    mongo_url: str,
+) -> None:
+    require_rabbitmq()
+    # When the saga bench runs with and without the read models
+    whole = bench(mongo_url)
+    alone = bench(mongo_url, "--no-read-models")
+
+    # Then every order was confirmed both times, and only the whole run fed projections
+    assert whole["confirmed"] == alone["confirmed"] == 12
+    assert whole["read_models"] is True and alone["read_models"] is False
+    assert any("project_" in step for step in steps(whole))
+    assert not any("project_" in step for step in steps(alone))
+    assert any("run_fulfilment_saga" in step for step in steps(alone))
