@@ -24,7 +24,7 @@ from messages import Event
 from messages.inventory import StockAdded, StockCommitted, StockReleased, StockReserved
 from readstore.db import get_database
 from readstore.follows import Follow
-from readstore.linked import Linked, Totals
+from readstore.linked import ENDED, Linked, Totals
 from readstore.projection import Update
 
 SKUS = Follow("sku")
@@ -104,5 +104,6 @@ def get_inventory_level(sku: str) -> InventoryLevel | None:
 
 def list_inventory_levels() -> list[InventoryLevel]:
     collection = get_database()[InventoryLevels.collection_name]
-    skus = collection.find({RESERVATIONS.position: {"$exists": False}}, {"_holds": 0})
+    hidden = {InventoryLevels.entries: 0, ENDED: 0}
+    skus = collection.find({RESERVATIONS.position: {"$exists": False}}, hidden)
     return [InventoryLevel.from_document(d) for d in skus.sort("_id", 1)]

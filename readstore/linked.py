@@ -15,6 +15,12 @@ update on its own document; they go to the store as one ordered bulk write (the 
   then the gate moves from n - 1 to n;
 - the stream's last event (``final``) then drops its entries: a totals document does not
   grow with history. A late copy of any event finds the gate past it and changes nothing.
+  A drop also puts the stream among the document's last ``KEPT_ENDED`` ended streams
+  (``_ended``), and a first change requires its stream not there: an entry dropped and an
+  entry never made then read differently on the document itself. Without it a writer that
+  found the gate unchanged, and then the entry absent, could not tell whether another
+  writer had meanwhile applied the whole stream and dropped it (the step just before
+  guards the gate, but another writer's bulk may run between two steps of one bulk).
 
 An apply interrupted between its steps (a crash; a miss) is finished by the next delivery
 of any of the stream's events: it reads the stream from the event store, the gate and the
@@ -38,6 +44,10 @@ from readstore.steps import CREATE, MAYBE, REQUIRE, Step
 
 #: Reads and writes a repair tries before it leaves the event to its retries.
 ATTEMPTS = 3
+#: A totals document's last ended streams, in the order they ended (see the module docstring).
+ENDED = "_ended"
+#: How many: far more than can end on one document between two steps of one bulk write.
+KEPT_ENDED = 16
 Totals = list[tuple[str, Update]]
 
 
@@ -48,6 +58,8 @@ class Linked(Projection):
     linked: ClassVar[Follow]
     #: The field of a totals document holding its entries, by the linked stream's key.
     entries: ClassVar[str]
+    #: The last ended streams follow the order of the drops, which a rebuild does not repeat.
+    unverified: ClassVar[frozenset[str]] = frozenset({ENDED})
 
     # -- what a subclass provides ------------------------------------------------------------
     def totals(self, event: Event) -> Totals:
@@ -77,9 +89,10 @@ class Linked(Projection):
         """``update`` of totals document ``doc``, with its entry moved to ``where``'s version."""
         entry, version = self._entry(where), where.version
         update = {**update, "$set": {**update.get("$set", {}), entry: version}}
-        before = {"$exists": False} if version == 1 else version - 1
-        kind = CREATE if version == 1 else REQUIRE
-        return Step(self.collection.name, {"_id": doc, entry: before}, update, kind)
+        if version > 1:
+            return Step(self.collection.name, {"_id": doc, entry: version - 1}, update, REQUIRE)
+        unmade = {"_id": doc, entry: {"$exists": False}, ENDED: {"$ne": str(where.doc_id)}}
+        return Step(self.collection.name, unmade, update, CREATE)
 
     def _drops(self, event: Event | None, where: Place) -> list[Step]:
         """After the stream's final event: its entries dropped."""
@@ -87,8 +100,10 @@ class Linked(Projection):
             return []
         entry = self._entry(where)
         query = {entry: where.version}
+        ended = {"$each": [str(where.doc_id)], "$slice": -KEPT_ENDED}
+        update = {"$unset": {entry: ""}, "$push": {ENDED: ended}}
         return [
-            Step(self.collection.name, {"_id": doc, **query}, {"$unset": {entry: ""}}, MAYBE)
+            Step(self.collection.name, {"_id": doc, **query}, update, MAYBE)
             for doc, _ in self._totals(event)
         ]
 

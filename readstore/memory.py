@@ -82,16 +82,28 @@ def _decimal(value: Any) -> Decimal:
 
 def matches(doc: Mapping[str, Any], query: Mapping[str, Any], skip: str = "") -> bool:
     """Whether ``doc`` satisfies ``query`` but its field ``skip`` (equality, ``$exists``,
-    ``$lt``, ``$not: {$gte}`` and ``$or`` only)."""
+    ``$lt``, ``$ne``, ``$not: {$gte}`` and ``$or`` only)."""
     for path, want in query.items():
         if path == skip:
             continue
         if path == "$or":
             if not any(matches(doc, alternative) for alternative in want):
                 return False
+        elif isinstance(want, Mapping) and "$ne" in want:
+            if _equals(_get(doc, path), want["$ne"]):
+                return False
         elif not _holds(_get(doc, path), want) and _element(doc, path, want) is None:
             return False
     return True
+
+
+def _equals(got: Any, value: Any) -> bool:
+    """Whether ``got`` is ``value``, or an array holding it (what ``$ne`` rules out)."""
+    if got is _MISSING:
+        return False
+    if isinstance(got, list):
+        return _stored(value) in got
+    return bool(got == _stored(value))
 
 
 def _holds(got: Any, want: Any) -> bool:

@@ -87,6 +87,9 @@ class Projection:
     #: The kinds of stream it follows, where their documents are and their positions (a
     #: rebuild folds them kind after kind, in this order).
     follows: ClassVar[tuple[Follow, ...]]
+    #: Fields kept for the writers' own checks, whose content depends on the order events
+    #: were applied in (not on the log alone): ``verify`` leaves them out.
+    unverified: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,

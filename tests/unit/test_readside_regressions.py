@@ -16,6 +16,7 @@ from messages.inventory import (
     StockCommitted,
     StockHeld,
     StockLine,
+    StockReserved,
     reservation_stream,
     sku_stream,
 )
@@ -27,9 +28,11 @@ from readstore.eventlog import commit_id, read_stream
 from readstore.inventory import InventoryLevels
 from readstore.lag import projection_lag
 from readstore.lease import RebuildRefused, acquire
+from readstore.linked import ENDED, KEPT_ENDED
 from readstore.orders import OrderSummaries, get_order
 from readstore.projection import Projection
 from readstore.rebuild import Rebuild
+from readstore.verify import verify_projection
 from tests.readside import Streams, fulfil, seed_history
 from workers.write.eventstore import EventStore, _stored
 
@@ -143,7 +146,7 @@ def profile_size(database: Any, customer_id: uuid.UUID) -> int:
 
 
 def test_a_customer_profile_does_not_grow_with_their_orders(database):
-    # Given a customer with 20 orders applied live
+    # Given a customer with 20 orders applied live (more than the profile keeps ended)
     streams = Streams(EventStore(database))
     customer_id, rng = uuid.uuid4(), random.Random(3)
     profiles = CustomerProfiles(database)
@@ -156,6 +159,7 @@ def test_a_customer_profile_does_not_grow_with_their_orders(database):
                 profiles.apply(event)
 
     orders(20)
+    assert len(database.customer_profile.find_one({"_id": str(customer_id)})[ENDED]) == KEPT_ENDED
     after_20 = profile_size(database, customer_id)
 
     # When 20 more are applied
@@ -399,3 +403,33 @@ def client_rebuilt(mongo_url: str, name: str, kind: type[Projection]) -> Any:
         settle_seconds=0,
     ).run()
     return MongoClient(mongo_url, tz_aware=True, uuidRepresentation="standard")[name]
+
+
+def test_a_repair_planned_before_another_writer_ended_the_stream_changes_nothing_twice(database):
+    # Given a reservation reserved and committed on two SKUs, its reservation applied half
+    # way (the gate and the first SKU: a worker killed mid-write)
+    store = EventStore(database)
+    order_id = uuid.uuid4()
+    lines = (StockLine(sku="RACE-A", quantity=1), StockLine(sku="RACE-B", quantity=2))
+    stream = reservation_stream(order_id)
+    store.append(stream, 0, [StockReserved(order_id=order_id, lines=lines)])
+    store.append(stream, 1, [StockCommitted(order_id=order_id, lines=lines)])
+    reserved, committed = read_stream(database, stream)
+    live = InventoryLevels(database)
+    where = live.place(reserved)
+    gate, first_sku, _ = live.steps(reserved, where)
+    assert live.documents.run([gate, first_sku])
+
+    # When a repair reads that state and runs its first step (the gate still unchanged),
+    # then another worker applies the commitment in full (its own repair, the drops), and
+    # only then the first repair's other steps run
+    planned = live._missing(live.place(committed), [reserved, committed])
+    assert live.documents.run(planned[:1])
+    InventoryLevels(database).apply(committed)
+    live.documents.run(planned[1:])
+
+    # Then each SKU counts the order's stock once, as the log does
+    for line in lines:
+        doc = database.inventory_levels.find_one({"_id": line.sku})
+        assert (doc.get("held"), doc.get("committed")) == (line.quantity, line.quantity)
+    assert verify_projection(database, InventoryLevels).consistent

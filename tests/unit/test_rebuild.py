@@ -36,10 +36,13 @@ KINDS = (OrderSummaries, CustomerProfiles, InventoryLevels, OrderAnalytics, Cust
 
 
 def dump(database: Any, projection: Projection) -> dict[str, list[Any]]:
-    """The model's documents, but the query cache's change counter."""
+    """The model's documents, but the query cache's change counter and the fields that
+    follow the order events were applied in."""
+    hidden = dict.fromkeys(projection.unverified, 0) or None
     return {
         name.removeprefix(projection.collection.name): sorted(
-            database[name].find({"_id": {"$ne": VERSION_ID}}), key=lambda d: str(d["_id"])
+            database[name].find({"_id": {"$ne": VERSION_ID}}, hidden),
+            key=lambda d: str(d["_id"]),
         )
         for name in projection.collection_names()
     }

@@ -20,6 +20,7 @@ from pymongo.database import Database
 from readstore.db import Document
 from readstore.eventlog import commits
 from readstore.inventory import RESERVATIONS, InventoryLevels
+from readstore.linked import ENDED
 from workers.ops import audit_models as models
 from workers.ops.audit_log import SAGA_FIELDS, Log, read_sagas
 from workers.ops.folds import ZERO, OrderFacts, SkuStock, order_problems
@@ -184,7 +185,8 @@ class SkuPass:
     def run(self, report: Report, spent: Spent, orders: OrderPass) -> None:
         collection = self.database[InventoryLevels.collection_name]
         skus = {RESERVATIONS.position: {"$exists": False}}  # not the reservations' documents
-        levels = {d["_id"]: d for d in collection.find(skus, {"_holds": 0})}
+        hidden = {InventoryLevels.entries: 0, ENDED: 0}
+        levels = {d["_id"]: d for d in collection.find(skus, hidden)}
         for sku in sorted(set(levels) | set(self.saved) | orders.skus):
             if spent():
                 report.not_reached.append(f"skus from {sku}")
