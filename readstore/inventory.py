@@ -77,6 +77,10 @@ class InventoryLevels(Linked):
         """Documents are found by ``_id`` only."""
 
 
+#: A projection that leaves a SKU document's bookkeeping out (its open holds, its ended ones).
+BOOKKEEPING_HIDDEN = {InventoryLevels.entries: 0, ENDED: 0}
+
+
 class InventoryLevel(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -104,6 +108,5 @@ def get_inventory_level(sku: str) -> InventoryLevel | None:
 
 def list_inventory_levels() -> list[InventoryLevel]:
     collection = get_database()[InventoryLevels.collection_name]
-    hidden = {InventoryLevels.entries: 0, ENDED: 0}
-    skus = collection.find({RESERVATIONS.position: {"$exists": False}}, hidden)
+    skus = collection.find({RESERVATIONS.position: {"$exists": False}}, BOOKKEEPING_HIDDEN)
     return [InventoryLevel.from_document(d) for d in skus.sort("_id", 1)]

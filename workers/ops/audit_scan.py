@@ -19,8 +19,7 @@ from pymongo.database import Database
 
 from readstore.db import Document
 from readstore.eventlog import commits
-from readstore.inventory import RESERVATIONS, InventoryLevels
-from readstore.linked import ENDED
+from readstore.inventory import BOOKKEEPING_HIDDEN, RESERVATIONS, InventoryLevels
 from workers.ops import audit_models as models
 from workers.ops.audit_log import SAGA_FIELDS, Log, read_sagas
 from workers.ops.folds import ZERO, OrderFacts, SkuStock, order_problems
@@ -185,8 +184,7 @@ class SkuPass:
     def run(self, report: Report, spent: Spent, orders: OrderPass) -> None:
         collection = self.database[InventoryLevels.collection_name]
         skus = {RESERVATIONS.position: {"$exists": False}}  # not the reservations' documents
-        hidden = {InventoryLevels.entries: 0, ENDED: 0}
-        levels = {d["_id"]: d for d in collection.find(skus, hidden)}
+        levels = {d["_id"]: d for d in collection.find(skus, BOOKKEEPING_HIDDEN)}
         for sku in sorted(set(levels) | set(self.saved) | orders.skus):
             if spent():
                 report.not_reached.append(f"skus from {sku}")

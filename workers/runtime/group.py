@@ -8,13 +8,13 @@ by themselves, and a thread whose item finds the store idle does not wait: an it
 flushed at once, unless the group has a ``linger`` (then a lone item waits up to that long
 for a second one, and goes as soon as one comes).
 
-A thread interrupted while it waits (Dramatiq's time limit, a shutdown) takes its item back,
-and passes the turn to flush on if it was its own. Each thread returns only once the flush
-holding its item is done, with its own outcome: the
+Each thread returns only once the flush holding its item is done, with its own outcome: the
 flush says it per item (an item's own failure is that item's only). A flush that fails as a
 whole fails every item in it, unless the group says the error may be one item's fault
 (``divisible``): then each item is written alone, so that only the one at fault fails and
-the others are not retried, and in the end dead-lettered, for a neighbour's sake.
+the others are not retried, and in the end dead-lettered, for a neighbour's sake. A thread
+interrupted while it waits (Dramatiq's time limit, a shutdown) takes its item back, and
+passes the turn to flush on if it was its own.
 """
 
 from __future__ import annotations
