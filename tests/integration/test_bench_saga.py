@@ -42,3 +42,15 @@ def test_without_read_models_the_orders_complete_and_no_projection_is_sent_an_ev
     assert any("project_" in step for step in steps(whole))
     assert not any("project_" in step for step in steps(alone))
     assert any("run_fulfilment_saga" in step for step in steps(alone))
+
+    # And the store's own time is shown per collection: the read models' only in the whole run
+    assert {"commits", "sagas", "order_summary"} <= collections(whole)
+    assert {"commits", "sagas"} <= collections(alone)
+    assert "order_summary" not in collections(alone)
+
+
+def collections(report: dict[str, object]) -> set[str]:
+    rows = report["store_time"]
+    assert isinstance(rows, list), rows
+    assert all(row["store_ms"] > 0 and row["operations"] > 0 for row in rows)
+    return {row["collection"] for row in rows}

@@ -8,7 +8,9 @@ MongoDB command, publish and delivery is attributed to the step (message) that c
 (``workers.workloads.instruments``), and the worker threads' waits on the store and on the
 broker are timed; the bench's own polling uses another client and is not counted. Counting
 ends once everything the orders caused has run, including step deadlines held as delayed
-messages until they come due.
+messages until they come due. The store's own time per collection over the same span comes
+from its ``top`` command (``workers.workloads.storetime``); that one includes the bench's
+polling of ``sagas``, a count every 2 s.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from workers.runtime.broker import delete_queues
 from workers.runtime.embedded import EmbeddedMongo
 from workers.runtime.progress import progress_bar
 from workers.runtime.settings import Settings
+from workers.workloads import storetime
 from workers.workloads.bench import DEFAULT_AMQP, ORDERS_PER_CUSTOMER, subscribers_only
 from workers.workloads.instruments import Ledger, render, table
 from workers.workloads.isolation import isolated
@@ -82,11 +85,13 @@ def run(
     try:
         customers = _set_up(orders)
         ledger.reset()
+        top_before = storetime.read_top(observer, settings.mongodb_db)
         with subscribers_only(_subscribed(read_models)):
             sent = _place(orders, rate, customers)
             docs = _wait(SagaStore(observer[settings.mongodb_db]), set(sent), timeout=60 + orders)
             _settle(ledger, settings.saga_step_deadline_seconds)
         _write_behind()
+        top_after = storetime.read_top(observer, settings.mongodb_db)
     finally:
         worker.stop()
         ledger.uninstall()
@@ -95,7 +100,19 @@ def run(
         _close(runtime, embedded, settings)
     report = _report(sent, docs, rate=rate, threads=threads, settings=settings)
     report["read_models"] = read_models
+    report["store_time"] = _store_time(top_before, top_after, report["confirmed"])
     return _attribute(report, ledger, threads)
+
+
+def _store_time(
+    before: storetime.Reading | str, after: storetime.Reading | str, confirmed: int
+) -> list[dict[str, Any]] | str:
+    """The store's time per confirmed order by collection, or why it has none."""
+    if isinstance(before, str):
+        return before
+    if isinstance(after, str):
+        return after
+    return storetime.rows(before, after, max(confirmed, 1))
 
 
 def _subscribed(read_models: bool) -> Callable[[str], bool]:
@@ -115,6 +132,7 @@ COUNTED = (
     "confirm_waits_per_handled_message",
     "worker_time",
     "steps",
+    "store_time",
 )
 
 
@@ -335,4 +353,6 @@ def _counted_text(report: dict[str, Any]) -> list[str]:
         f"{time_['waiting_on_store']:.0%}, on the broker {time_['waiting_on_broker']:.0%}",
         "",
         *render(report["steps"]),
+        "",
+        *storetime.render(report.get("store_time", "not measured")),
     ]

@@ -1,0 +1,60 @@
+"""The store's time per collection, from two readings of its ``top`` command."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo.errors import OperationFailure
+
+from workers.workloads import storetime
+
+
+def counters(micros: int, count: int) -> dict[str, Any]:
+    return {"total": {"time": micros, "count": count}, "insert": {"time": 0, "count": 0}}
+
+
+def test_only_the_benchs_database_is_read_and_names_lose_its_prefix() -> None:
+    # Given top's totals for the bench's database, another one, and its note
+    totals = {
+        "note": "all times in microseconds",
+        "bench_1.sagas": counters(5000, 10),
+        "bench_1.commits": counters(9000, 30),
+        "bench_10.sagas": counters(1, 1),
+        "other.sagas": counters(7, 7),
+    }
+
+    # Then only bench_1's collections are read, by their own names
+    assert storetime.collections_of(totals, "bench_1") == {
+        "sagas": (5000, 10),
+        "commits": (9000, 30),
+    }
+
+
+def test_rows_are_the_difference_per_order_busiest_first_with_each_share() -> None:
+    before = {"sagas": (1_000, 2), "commits": (500, 1), "idle": (70, 3)}
+    after = {"sagas": (41_000, 42), "commits": (20_500, 61), "idle": (70, 3), "new": (0, 0)}
+
+    table = storetime.rows(before, after, orders=10)
+
+    # Then each collection the run used costs its difference per order, and the shares add up
+    assert table == [
+        {"collection": "sagas", "store_ms": 4.0, "operations": 4.0, "share": 0.667},
+        {"collection": "commits", "store_ms": 2.0, "operations": 6.0, "share": 0.333},
+    ]
+    text = "\n".join(storetime.render(table))
+    assert "| sagas | 4.0 | 4.0 | 67% |" in text
+    assert "| **total** | 6.0 | | |" in text
+
+
+def test_a_store_that_does_not_answer_top_gives_the_reason() -> None:
+    class Admin:
+        def command(self, name: str) -> dict[str, Any]:
+            raise OperationFailure("no such command: 'top'", code=59)
+
+    class Client:
+        admin = Admin()
+
+    reading = storetime.read_top(Client(), "bench")  # type: ignore[arg-type]  # a stand-in
+
+    assert isinstance(reading, str) and "no such command" in reading
+    assert storetime.render(reading) == [f"store time by collection: not available ({reading})"]
