@@ -14,8 +14,11 @@ from tests.conftest import AMQP_URL, require_rabbitmq
 SAGAWORKS = str(Path(sys.executable).parent / "sagaworks")
 
 
-def bench(mongo_url: str, *flags: str) -> dict[str, object]:
-    env = {**os.environ, "SAGAWORKS_AMQP_URL": AMQP_URL, "SAGAWORKS_MONGODB_URL": mongo_url}
+def bench(mongo_url: str | None, *flags: str) -> dict[str, object]:
+    """The bench's JSON report; ``mongo_url=None``: on an embedded store of its own."""
+    env = {**os.environ, "SAGAWORKS_AMQP_URL": AMQP_URL, "SAGAWORKS_MONGODB_URL": mongo_url or ""}
+    if mongo_url is None:
+        del env["SAGAWORKS_MONGODB_URL"]
     command = [SAGAWORKS, "bench", "--saga", "--orders", "12", "--rate", "0", "--json", *flags]
     done = subprocess.run(command, env=env, capture_output=True, timeout=240, check=True)
     report: dict[str, object] = json.loads(done.stdout)
@@ -54,3 +57,16 @@ def collections(report: dict[str, object]) -> set[str]:
     assert isinstance(rows, list), rows
     assert all(row["store_ms"] > 0 and row["operations"] > 0 for row in rows)
     return {row["collection"] for row in rows}
+
+
+def test_on_its_embedded_store_the_bench_shows_the_stores_cpu_per_order() -> None:
+    require_rabbitmq()
+    # When the bench runs on the embedded store it starts for itself
+    report = bench(None)
+
+    # Then it says what CPU the store spent per confirmed order, and how busy it was
+    assert report["confirmed"] == 12
+    cpu, share = report["store_cpu_ms_per_order"], report["store_cpu_share"]
+    assert isinstance(cpu, float) and cpu > 0
+    assert isinstance(share, float) and share > 0
+    assert "sagas" in collections(report)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 from pymongo.errors import OperationFailure
@@ -58,3 +60,22 @@ def test_a_store_that_does_not_answer_top_gives_the_reason() -> None:
 
     assert isinstance(reading, str) and "no such command" in reading
     assert storetime.render(reading) == [f"store time by collection: not available ({reading})"]
+
+
+def test_a_process_cpu_time_grows_while_it_works() -> None:
+    # Given this process's CPU time
+    before = storetime.process_cpu_seconds(os.getpid())
+    assert before is not None and before > 0
+
+    # When it works for a moment
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass
+
+    # Then its CPU time, as another process would read it, grew by about as much
+    after = storetime.process_cpu_seconds(os.getpid())
+    assert after is not None and 0.2 <= after - before <= 2.0
+
+
+def test_a_process_that_is_gone_has_no_cpu_time() -> None:
+    assert storetime.process_cpu_seconds(2**22 + 12345) is None

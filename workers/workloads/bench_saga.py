@@ -86,12 +86,14 @@ def run(
         customers = _set_up(orders)
         ledger.reset()
         top_before = storetime.read_top(observer, settings.mongodb_db)
+        cpu_before = _store_cpu(embedded)
         with subscribers_only(_subscribed(read_models)):
             sent = _place(orders, rate, customers)
             docs = _wait(SagaStore(observer[settings.mongodb_db]), set(sent), timeout=60 + orders)
             _settle(ledger, settings.saga_step_deadline_seconds)
         _write_behind()
         top_after = storetime.read_top(observer, settings.mongodb_db)
+        cpu_after = _store_cpu(embedded)
     finally:
         worker.stop()
         ledger.uninstall()
@@ -101,7 +103,17 @@ def run(
     report = _report(sent, docs, rate=rate, threads=threads, settings=settings)
     report["read_models"] = read_models
     report["store_time"] = _store_time(top_before, top_after, report["confirmed"])
+    if cpu_before is not None and cpu_after is not None:
+        used_seconds = cpu_after - cpu_before
+        report["store_cpu_ms_per_order"] = round(used_seconds * 1000 / report["confirmed"], 1)
+        report["store_cpu_share"] = round(used_seconds / max(report["seconds"], 0.001), 3)
     return _attribute(report, ledger, threads)
+
+
+def _store_cpu(embedded: EmbeddedMongo | None) -> float | None:
+    """The embedded store's CPU seconds so far; ``None`` for another store (or where the
+    system does not tell)."""
+    return None if embedded is None else storetime.process_cpu_seconds(embedded.process.pid)
 
 
 def _store_time(
@@ -341,6 +353,15 @@ def _text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _store_cpu_text(report: dict[str, Any]) -> list[str]:
+    if "store_cpu_ms_per_order" not in report:
+        return []
+    return [
+        f"  embedded store       {report['store_cpu_ms_per_order']} ms of CPU per confirmed "
+        f"order, {report['store_cpu_share']:.0%} of a core from the first order to the last"
+    ]
+
+
 def _counted_text(report: dict[str, Any]) -> list[str]:
     time_ = report["worker_time"]
     return [
@@ -351,6 +372,7 @@ def _counted_text(report: dict[str, Any]) -> list[str]:
         f"  confirm waits        {report['confirm_waits_per_handled_message']} per handled message",
         f"  worker thread time   busy {time_['busy']:.0%}, waiting on the store "
         f"{time_['waiting_on_store']:.0%}, on the broker {time_['waiting_on_broker']:.0%}",
+        *_store_cpu_text(report),
         "",
         *render(report["steps"]),
         "",
