@@ -105,7 +105,8 @@ def run(
     report["store_time"] = _store_time(top_before, top_after, report["confirmed"])
     if cpu_before is not None and cpu_after is not None:
         used_seconds = cpu_after - cpu_before
-        report["store_cpu_ms_per_order"] = round(used_seconds * 1000 / report["confirmed"], 1)
+        per_order = used_seconds * 1000 / max(report["confirmed"], 1)
+        report["store_cpu_ms_per_order"] = round(per_order, 1)
         report["store_cpu_share"] = round(used_seconds / max(report["seconds"], 0.001), 3)
     return _attribute(report, ledger, threads)
 
