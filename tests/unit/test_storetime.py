@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from pymongo.errors import OperationFailure
@@ -79,3 +80,48 @@ def test_a_process_cpu_time_grows_while_it_works() -> None:
 
 def test_a_process_that_is_gone_has_no_cpu_time() -> None:
     assert storetime.process_cpu_seconds(2**22 + 12345) is None
+
+
+def test_top_counters_of_an_unexpected_shape_are_left_out_not_raised() -> None:
+    # Given top's totals where one collection's counters lack "total", one has text for a
+    # number, and one is not an object at all
+    totals = {
+        "bench.sagas": counters(5000, 10),
+        "bench.partial": {"insert": {"time": 1, "count": 1}},
+        "bench.texty": {"total": {"time": "many", "count": 3}},
+        "bench.odd": [1, 2],
+    }
+
+    # Then the well-formed one is read and the others are left out
+    assert storetime.collections_of(totals, "bench") == {"sagas": (5000, 10)}
+
+
+def test_a_collection_whose_counters_went_back_during_the_run_is_left_out() -> None:
+    # Given a collection dropped and made again during the run (its counters started over)
+    before = {"sagas": (40_000, 40), "orders": (9_000, 10)}
+    after = {"sagas": (60_000, 60), "orders": (3_000, 12)}
+
+    # Then only the collection whose counters only grew is shown
+    assert [row["collection"] for row in storetime.rows(before, after, orders=10)] == ["sagas"]
+
+
+def test_a_stat_file_of_an_unexpected_shape_gives_no_cpu_time(tmp_path: Path) -> None:
+    # Given a /proc stat line cut short
+    stat = tmp_path / "stat"
+    stat.write_text("123 (python) S 1 2")
+
+    # Then there is no CPU time, and no error
+    assert storetime.cpu_seconds_in(stat) is None
+
+
+def test_top_totals_that_are_not_a_document_give_the_reason() -> None:
+    class Admin:
+        def command(self, name: str) -> dict[str, Any]:
+            return {"totals": ["not", "a", "document"], "ok": 1}
+
+    class Client:
+        admin = Admin()
+
+    reading = storetime.read_top(Client(), "bench")  # type: ignore[arg-type]  # a stand-in
+
+    assert reading == "top answered list totals, not a document"

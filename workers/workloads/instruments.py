@@ -196,15 +196,29 @@ COLUMNS = ("deliveries", "round_trips", "writes", "publishes", "confirm_waits_pe
 
 def render(rows: list[dict[str, Any]]) -> list[str]:
     """The step table as Markdown, per confirmed order, with a total row."""
-    lines = [
-        "| step (message -> actor) | deliveries | store round trips | documents written "
-        "| publishes | confirm waits per delivery | store ms | broker ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    headers = [
+        "step (message -> actor)",
+        "deliveries",
+        "store round trips",
+        "documents written",
+        "publishes",
+        "confirm waits per delivery",
+        "store ms",
+        "broker ms",
     ]
-    for row in rows:
-        cells = [row["step"], *(row[c] for c in COLUMNS), row["store_ms"], row["broker_ms"]]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    cells = [
+        [row["step"], *(row[c] for c in COLUMNS), row["store_ms"], row["broker_ms"]] for row in rows
+    ]
     summed = ("deliveries", "round_trips", "writes", "publishes")
     totals = [round(sum(r[c] for r in rows), 1) for c in summed]
-    lines.append("| **total** | " + " | ".join(map(str, totals)) + " | | | |")
-    return lines
+    return markdown(headers, [*cells, ["**total**", *totals, "", "", ""]])
+
+
+def markdown(headers: list[str], rows: list[list[Any]]) -> list[str]:
+    """A Markdown table: the first column a label, the others figures (aligned right); an
+    empty cell stays blank."""
+
+    def line(cells: list[Any]) -> str:
+        return "|" + "|".join(f" {cell} " if cell != "" else " " for cell in cells) + "|"
+
+    return [line(headers), "|---" + "|---:" * (len(headers) - 1) + "|", *map(line, rows)]

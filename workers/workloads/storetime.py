@@ -23,6 +23,8 @@ from typing import Any
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from workers.workloads.instruments import markdown
+
 #: Per collection: (microseconds, operations), as ``top`` counts them.
 Reading = dict[str, tuple[int, int]]
 
@@ -33,6 +35,8 @@ def read_top(client: MongoClient[Any], database: str) -> Reading | str:
         totals = client.admin.command("top")["totals"]
     except (PyMongoError, KeyError, TypeError) as exc:
         return f"{type(exc).__name__}: {str(exc)[:120]}"
+    if not isinstance(totals, Mapping):
+        return f"top answered {type(totals).__name__} totals, not a document"
     return collections_of(totals, database)
 
 
@@ -41,20 +45,24 @@ def collections_of(totals: Mapping[str, Any], database: str) -> Reading:
     prefix = f"{database}."
     reading: Reading = {}
     for namespace, counters in totals.items():
-        if not namespace.startswith(prefix) or not isinstance(counters, Mapping):
+        total = counters.get("total") if isinstance(counters, Mapping) else None
+        if not namespace.startswith(prefix) or not isinstance(total, Mapping):
             continue
-        total = counters.get("total", {})
-        reading[namespace.removeprefix(prefix)] = (int(total["time"]), int(total["count"]))
+        micros, count = total.get("time"), total.get("count")
+        if isinstance(micros, int) and isinstance(count, int):  # else not a counter we know
+            reading[namespace.removeprefix(prefix)] = (micros, count)
     return reading
 
 
 def rows(before: Reading, after: Reading, orders: int) -> list[dict[str, Any]]:
     """One row per collection the run used, per order, busiest first."""
-    spent = {
-        name: (micros - before.get(name, (0, 0))[0], count - before.get(name, (0, 0))[1])
-        for name, (micros, count) in after.items()
-    }
-    used = {name: value for name, value in spent.items() if value[1] > 0}
+    used: Reading = {}
+    for name, (micros, count) in after.items():
+        micros_before, count_before = before.get(name, (0, 0))
+        spent = (micros - micros_before, count - count_before)
+        # Counters that went back (a collection dropped and made again) say nothing of the run.
+        if spent[1] > 0 and spent[0] >= 0:
+            used[name] = spent
     whole = sum(micros for micros, _ in used.values()) or 1
     table = [
         {
@@ -76,25 +84,25 @@ def render(table: list[dict[str, Any]] | str) -> list[str]:
         "Store time per confirmed order, by collection (the store's own `top`; on a busy store",
         "it includes the time requests queue inside it):",
         "",
-        "| collection | store ms | operations | share |",
-        "|---|---:|---:|---:|",
     ]
-    for row in table:
-        cells = [row["collection"], row["store_ms"], row["operations"], f"{row['share']:.0%}"]
-        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    cells = [[r["collection"], r["store_ms"], r["operations"], f"{r['share']:.0%}"] for r in table]
     total = round(sum(row["store_ms"] for row in table), 1)
-    lines.append(f"| **total** | {total} | | |")
-    return lines
+    headers = ["collection", "store ms", "operations", "share"]
+    return lines + markdown(headers, [*cells, ["**total**", total, "", ""]])
 
 
 def process_cpu_seconds(pid: int) -> float | None:
     """The CPU time (user and system) process ``pid`` has used; ``None`` where ``/proc`` does
     not tell (not Linux, the process gone)."""
+    return cpu_seconds_in(Path(f"/proc/{pid}/stat"))
+
+
+def cpu_seconds_in(stat: Path) -> float | None:
+    """The CPU time a ``/proc/<pid>/stat`` file tells; ``None`` if it is gone or unreadable."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        # The command name (field 2) may hold spaces: the fields after it start past its ")".
+        fields = stat.read_text().rpartition(")")[2].split()
+        user, system = int(fields[11]), int(fields[12])  # fields 14 and 15 of the whole line
+    except (OSError, IndexError, ValueError):
         return None
-    # The command name (field 2) may hold spaces: the fields after it start past its ")".
-    fields = stat.rpartition(")")[2].split()
-    user, system = int(fields[11]), int(fields[12])  # fields 14 and 15 of the whole line
     return (user + system) / os.sysconf("SC_CLK_TCK")
